@@ -1,0 +1,257 @@
+"""The demo deployment: one CHT instance and the DHIS2 metadata that matches it.
+
+Both the CHT seed (CouchDB docs) and the DHIS2 stand-in's metadata come from
+here, so the ids line up the way they do in a real country setup.
+
+Hierarchy (CHT default contact types, mixing the 3.7+ ``contact`` form and
+the legacy ``type`` form):
+
+    district_hospital "Kisumu District"   dhis.orgUnit = OU_DISTRICT
+      health_center "CHU <n>"             dhis.orgUnit = OU_CHU[n]
+        clinic "Household <n>.<k>"        (no org unit)
+        person CHW <n>.<k>                 a user with target docs
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import cht_docs as d
+
+DEFAULT_COC = "HllvX50cXC0"
+
+DS_MONTHLY = "VMuFODsyWaO"  # CHT's default "MoH Monthly Integration"
+DS_CHW = "QX4ZTUbOt3a"  # a second data set: CHW activity
+
+DE_BIRTHS = "kB0ZBFisE0e"
+DE_FACILITY_DELIVERIES = "e22tIwy1nKR"
+DE_ANC_VISITS = "fpA7bK2rX9d"  # disaggregated by age with two COCs
+DE_HOUSEHOLD_VISITS = "hV9sGq3LmN2"  # in DS_CHW only
+
+CC_DEFAULT = "bjDvmb4bfuf"
+CC_AGE = "Xr4aGe5Cmb1"
+COC_UNDER_20 = "Ua1bC2dE3fG"
+COC_20_PLUS = "Hb2cD3eF4gH"
+
+OU_COUNTRY = "ImspTQPwCqd"
+OU_DISTRICT = "O6uvpzGd5pu"
+OU_CHU = ["DiszpKrYNg8", "Rp268JB6Ne4", "cDw53Ej8rju", "EJoI3HArJ2W", "g8upMTyEZGZ", "tDZVQ1WtwpA"]
+
+TARGET_ITEMS: list[dict[str, Any]] = [
+    {"id": "deaths-this-month", "type": "count", "goal": 0},
+    {
+        "id": "births-this-month",
+        "type": "count",
+        "goal": -1,
+        "dhis": {"dataElement": DE_BIRTHS},
+    },
+    {
+        "id": "facility-deliveries",
+        "type": "percent",
+        "goal": -1,
+        "dhis": {
+            "dataElement": DE_FACILITY_DELIVERIES,
+            "categoryOptionCombo": DEFAULT_COC,
+            "attributeOptionCombo": DEFAULT_COC,
+        },
+    },
+    {
+        "id": "anc-visits-under-20",
+        "type": "count",
+        "goal": -1,
+        "dhis": {"dataElement": DE_ANC_VISITS, "categoryOptionCombo": COC_UNDER_20},
+    },
+    {
+        "id": "anc-visits-20-plus",
+        "type": "count",
+        "goal": -1,
+        "dhis": {"dataElement": DE_ANC_VISITS, "categoryOptionCombo": COC_20_PLUS},
+    },
+    {
+        # a dhis array: feeds both data sets (CHT's export drops this target)
+        "id": "households-visited",
+        "type": "count",
+        "goal": -1,
+        "dhis": [
+            {"dataElement": DE_HOUSEHOLD_VISITS, "dataSet": DS_CHW},
+        ],
+    },
+]
+
+
+def app_settings() -> dict[str, Any]:
+    return {
+        "dhis_data_sets": [
+            {"id": DS_MONTHLY, "translation_key": "dhis.dataset.monthly.integration"},
+            {"id": DS_CHW, "translation_key": "dhis.dataset.chw.activity"},
+        ],
+        "contact_types": [
+            {"id": "district_hospital"},
+            {"id": "health_center", "parents": ["district_hospital"]},
+            {"id": "clinic", "parents": ["health_center"]},
+            {"id": "person", "parents": ["district_hospital", "health_center", "clinic"], "person": True},
+        ],
+        "uhc": {"visit_count": {"month_start_date": 1}},
+        "tasks": {"targets": {"enabled": True, "items": TARGET_ITEMS}},
+    }
+
+
+def dhis2_metadata(chus: int = 4) -> dict[str, Any]:
+    """DHIS2 metadata in API shapes, for the DHIS2 stand-in."""
+    org_units = [
+        {"id": OU_COUNTRY, "name": "Kenya", "level": 1, "path": f"/{OU_COUNTRY}"},
+        {
+            "id": OU_DISTRICT,
+            "name": "Kisumu District",
+            "level": 2,
+            "path": f"/{OU_COUNTRY}/{OU_DISTRICT}",
+            "parent": {"id": OU_COUNTRY},
+        },
+    ] + [
+        {
+            "id": ou,
+            "name": f"CHU {n + 1}",
+            "level": 3,
+            "path": f"/{OU_COUNTRY}/{OU_DISTRICT}/{ou}",
+            "parent": {"id": OU_DISTRICT},
+        }
+        for n, ou in enumerate(OU_CHU[:chus])
+    ]
+    assigned = [{"id": OU_DISTRICT}] + [{"id": ou} for ou in OU_CHU[:chus]]
+
+    def element(ident: str, name: str, cc: str = CC_DEFAULT) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "name": name,
+            "valueType": "INTEGER_ZERO_OR_POSITIVE",
+            "zeroIsSignificant": False,
+            "aggregationType": "SUM",
+            "domainType": "AGGREGATE",
+            "categoryCombo": {"id": cc},
+        }
+
+    return {
+        "defaultCategoryOptionCombo": DEFAULT_COC,
+        "categoryCombos": [
+            {
+                "id": CC_DEFAULT,
+                "name": "default",
+                "categoryOptionCombos": [{"id": DEFAULT_COC, "name": "default"}],
+            },
+            {
+                "id": CC_AGE,
+                "name": "Age",
+                "categoryOptionCombos": [
+                    {"id": COC_UNDER_20, "name": "<20y"},
+                    {"id": COC_20_PLUS, "name": "20y+"},
+                ],
+            },
+        ],
+        "dataElements": [
+            element(DE_BIRTHS, "Births"),
+            element(DE_FACILITY_DELIVERIES, "Facility deliveries"),
+            element(DE_ANC_VISITS, "ANC visits", CC_AGE),
+            element(DE_HOUSEHOLD_VISITS, "Household visits"),
+        ],
+        "dataSets": [
+            {
+                "id": DS_MONTHLY,
+                "name": "MoH Monthly Integration",
+                "periodType": "Monthly",
+                "expiryDays": 0,
+                "openFuturePeriods": 0,
+                "categoryCombo": {"id": CC_DEFAULT},
+                "dataSetElements": [
+                    {"dataElement": {"id": DE_BIRTHS}},
+                    {"dataElement": {"id": DE_FACILITY_DELIVERIES}},
+                    {"dataElement": {"id": DE_ANC_VISITS}},
+                ],
+                "organisationUnits": assigned,
+            },
+            {
+                "id": DS_CHW,
+                "name": "CHW activity",
+                "periodType": "Monthly",
+                "expiryDays": 0,
+                "openFuturePeriods": 0,
+                "categoryCombo": {"id": CC_DEFAULT},
+                "dataSetElements": [{"dataElement": {"id": DE_HOUSEHOLD_VISITS}}],
+                "organisationUnits": assigned,
+            },
+        ],
+        "organisationUnits": org_units,
+    }
+
+
+@dataclass
+class Deployment:
+    """Docs to load into the medic database, and what the tests expect of them."""
+
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    never_synced: list[str] = field(default_factory=list)
+    chw_contacts: dict[str, str] = field(default_factory=dict)  # username -> contact id
+    chw_chu: dict[str, str] = field(default_factory=dict)  # username -> CHU org unit
+
+
+def build(
+    months: list[str],
+    chus: int = 4,
+    chws_per_chu: int = 3,
+    never_synced: int = 1,
+    seed: int = 7,
+) -> Deployment:
+    """A small, realistic deployment with target docs for each of ``months``."""
+    rng = random.Random(seed)
+    dep = Deployment()
+    district = d.place("district-1", "Kisumu District", "district_hospital", dhis={"orgUnit": OU_DISTRICT}, legacy=True)
+    dep.docs += [d.settings_doc(app_settings()), d.medic_admin_ddoc(), district]
+    for n in range(chus):
+        legacy = n % 2 == 1
+        chu = d.place(
+            f"chu-{n + 1}",
+            f"CHU {n + 1}",
+            "health_center",
+            parent=district,
+            dhis={"orgUnit": OU_CHU[n]},
+            legacy=legacy,
+        )
+        chu_full = {"_id": chu["_id"], "parent": district}
+        dep.docs.append(chu)
+        for k in range(chws_per_chu):
+            household = d.place(f"hh-{n + 1}-{k + 1}", f"Household {n + 1}.{k + 1}", "clinic", parent=chu_full, legacy=legacy)
+            dep.docs.append(household)
+            username = f"chw{n + 1}{k + 1}"
+            contact_id = f"chw-{n + 1}-{k + 1}"
+            dep.docs.append(d.person(contact_id, f"CHW {n + 1}.{k + 1}", parent=chu_full, legacy=legacy))
+            dep.docs.append(d.user_settings(username, contact_id, chu["_id"]))
+            dep.users.append(username)
+            dep.chw_contacts[username] = contact_id
+            dep.chw_chu[username] = OU_CHU[n]
+    silent = set(dep.users[-never_synced:]) if never_synced else set()
+    dep.never_synced = sorted(silent)
+    for month in months:
+        for username in dep.users:
+            if username in silent:
+                continue
+            contact_id = dep.chw_contacts[username]
+            deliveries = rng.randint(0, 4)
+            dep.docs.append(
+                d.target_doc(
+                    month,
+                    contact_id,
+                    username,
+                    [
+                        d.target("deaths-this-month", rng.randint(0, 1)),
+                        d.target("births-this-month", rng.randint(0, 6)),
+                        d.percent_target("facility-deliveries", rng.randint(0, deliveries), deliveries),
+                        d.target("anc-visits-under-20", rng.randint(0, 5)),
+                        d.target("anc-visits-20-plus", rng.randint(0, 9)),
+                        d.target("households-visited", rng.randint(5, 40)),
+                    ],
+                    updated_date=0,
+                )
+            )
+    return dep

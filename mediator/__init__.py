@@ -1,0 +1,3 @@
+"""OpenHIM mediator that moves CHT target aggregates into DHIS2 dataValueSets."""
+
+__version__ = "0.1.0"

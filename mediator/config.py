@@ -1,0 +1,199 @@
+"""Configuration from the environment.
+
+The variable names are a public contract (operators and scripts use them):
+CHT_URL, CHT_DB, CHT_USERNAME, CHT_PASSWORD; DHIS2_URL, DHIS2_USERNAME,
+DHIS2_PASSWORD or DHIS2_TOKEN; OPENHIM_URL, OPENHIM_USERNAME, OPENHIM_PASSWORD,
+OPENHIM_TRUST_SELF_SIGNED; MEDIATOR_HOST, MEDIATOR_PORT.
+Secrets are ``SecretStr`` so that no repr, log line or report can show them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+log = logging.getLogger(__name__)
+
+ValueChoice = Literal["total", "pass", "percent"]
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot work; the message names the variable."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"expected true or false, got {value!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _tls(env: Mapping[str, str], prefix: str) -> bool | str:
+    """``<PREFIX>_CA_BUNDLE`` (a path) wins; ``<PREFIX>_VERIFY_TLS=false`` turns checks off."""
+    bundle = env.get(f"{prefix}_CA_BUNDLE", "").strip()
+    if bundle:
+        return bundle
+    verify = _flag(env.get(f"{prefix}_VERIFY_TLS"), True)
+    if not verify:
+        log.warning("TLS certificate verification is OFF for %s (%s_VERIFY_TLS=false)", prefix, prefix)
+    return verify
+
+
+class ChtSettings(BaseModel):
+    url: str
+    db: str = "medic"
+    username: str | None = None
+    password: SecretStr | None = None
+    verify: bool | str = True
+    timeout: float = 60.0
+    page_size: int = Field(default=1000, ge=1, le=100_000)
+    owner_batch: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"CHT_URL must start with http:// or https://, got {value!r}")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ChtSettings:
+        env = os.environ if env is None else env
+        url = env.get("CHT_URL", "").strip()
+        if not url:
+            raise ConfigError("CHT_URL is not set: give the base URL of the CHT instance")
+        password = env.get("CHT_PASSWORD")
+        try:
+            return cls(
+                url=url,
+                db=env.get("CHT_DB", "").strip() or "medic",
+                username=env.get("CHT_USERNAME") or None,
+                password=SecretStr(password) if password else None,
+                verify=_tls(env, "CHT"),
+                timeout=float(env.get("CHT_TIMEOUT", "60")),
+                page_size=_int(env, "CHT_PAGE_SIZE", 1000),
+                owner_batch=_int(env, "CHT_OWNER_BATCH", 500),
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+class Dhis2Settings(BaseModel):
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    verify: bool | str = True
+    timeout: float = 120.0
+    chunk_size: int = Field(default=500, ge=1, le=100_000)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    max_retry_seconds: float = 120.0
+    async_import: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value.endswith("/api"):
+            value = value[: -len("/api")]
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"DHIS2_URL must start with http:// or https://, got {value!r}")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Dhis2Settings:
+        env = os.environ if env is None else env
+        url = env.get("DHIS2_URL", "").strip()
+        if not url:
+            raise ConfigError("DHIS2_URL is not set: give the base URL of the DHIS2 instance")
+        token = env.get("DHIS2_TOKEN") or None
+        username = env.get("DHIS2_USERNAME") or None
+        password = env.get("DHIS2_PASSWORD") or None
+        if not token and not (username and password):
+            raise ConfigError("set DHIS2_TOKEN, or both DHIS2_USERNAME and DHIS2_PASSWORD")
+        try:
+            return cls(
+                url=url,
+                username=username,
+                password=SecretStr(password) if password else None,
+                token=SecretStr(token) if token else None,
+                verify=_tls(env, "DHIS2"),
+                timeout=float(env.get("DHIS2_TIMEOUT", "120")),
+                chunk_size=_int(env, "DHIS2_CHUNK_SIZE", 500),
+                max_attempts=_int(env, "DHIS2_MAX_ATTEMPTS", 5),
+                max_retry_seconds=float(env.get("DHIS2_MAX_RETRY_SECONDS", "120")),
+                async_import=_flag(env.get("DHIS2_ASYNC_IMPORT"), False),
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+class OpenhimSettings(BaseModel):
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    auth: Literal["basic", "token"] = "basic"
+    verify: bool | str = True
+    register: bool = True
+    heartbeat_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OpenhimSettings:
+        env = os.environ if env is None else env
+        url = (env.get("OPENHIM_URL") or "").strip().rstrip("/") or None
+        password = env.get("OPENHIM_PASSWORD")
+        bundle = env.get("OPENHIM_CA_BUNDLE", "").strip()
+        verify: bool | str
+        if bundle:
+            verify = bundle
+        elif _flag(env.get("OPENHIM_TRUST_SELF_SIGNED"), False):
+            log.warning("TLS certificate verification is OFF for OpenHIM (OPENHIM_TRUST_SELF_SIGNED)")
+            verify = False
+        else:
+            verify = True
+        auth = (env.get("OPENHIM_AUTH") or "basic").strip().lower()
+        if auth not in ("basic", "token"):
+            raise ConfigError(f"OPENHIM_AUTH must be basic or token, got {auth!r}")
+        return cls(
+            url=url,
+            username=env.get("OPENHIM_USERNAME") or None,
+            password=SecretStr(password) if password else None,
+            auth=auth,  # type: ignore[arg-type]
+            verify=verify,
+            register=_flag(env.get("OPENHIM_REGISTER"), url is not None),
+            heartbeat_seconds=float(env.get("OPENHIM_HEARTBEAT_SECONDS", "10")),
+        )
+
+
+class MediatorSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 5011
+    timezone: str = "UTC"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> MediatorSettings:
+        env = os.environ if env is None else env
+        return cls(
+            host=env.get("MEDIATOR_HOST", "").strip() or "127.0.0.1",
+            port=_int(env, "MEDIATOR_PORT", 5011),
+            timezone=env.get("MEDIATOR_TIMEZONE", "").strip() or "UTC",
+        )

@@ -1,0 +1,353 @@
+"""The numbers: CHT target docs and places → DHIS2 data values. No I/O here.
+
+Behaviour follows CHT's own export (cht-core ``api/src/services/export/dhis.js``,
+described in ``shared/reference/cht-export.md`` §2) except where the README's
+"Differences from CHT's built-in export" says otherwise. Target docs are fed in
+pages, so memory grows with org units × data elements and with the number of
+owners, never with the number of target docs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ValueChoice
+from .models import DataValue, DataValueSet, RowKey
+
+MAX_LINEAGE_DEPTH = 50  # CHT's own recursion guard when it minifies lineage
+
+
+class EngineError(ValueError):
+    """A request the configuration cannot answer (bad data set, nothing mapped)."""
+
+
+# Reasons a target doc, or one target inside it, did not count. Stable strings:
+# they appear in reports, OpenHIM properties and tests.
+SKIP_NOT_AN_OBJECT = "doc_not_an_object"
+SKIP_NOT_A_TARGET = "doc_type_not_target"
+SKIP_NO_TARGETS = "doc_without_targets"
+SKIP_NO_OWNER = "doc_without_owner"
+SKIP_OWNER_MISSING = "owner_not_found"
+SKIP_LINEAGE_LOOP = "owner_lineage_loop"
+SKIP_LINEAGE_DEEP = "owner_lineage_too_deep"
+SKIP_TARGET_NO_VALUE = "target_without_value"
+SKIP_TARGET_NON_NUMERIC = "target_value_not_numeric"
+SKIP_TARGET_MALFORMED = "target_entry_malformed"
+# Not an error: the owner sits under no org unit of this data set.
+OUTSIDE_DATA_SET = "owner_outside_data_set"
+
+
+@dataclass(frozen=True)
+class TargetMapping:
+    """One (target, data element) pair that qualifies for the data set."""
+
+    target_id: str
+    target_type: str
+    row: tuple[str, str | None, str | None]  # dataElement, categoryOptionCombo, aoc
+
+
+def data_set_ids(settings: Mapping[str, Any]) -> list[str]:
+    sets = settings.get("dhis_data_sets")
+    if not isinstance(sets, list):
+        return []
+    return [str(s["id"]) for s in sets if isinstance(s, Mapping) and s.get("id")]
+
+
+def data_set_label(settings: Mapping[str, Any], data_set: str) -> str:
+    for entry in settings.get("dhis_data_sets") or []:
+        if isinstance(entry, Mapping) and entry.get("id") == data_set:
+            return str(entry.get("translation_key") or data_set)
+    return data_set
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    return [value] if value else []
+
+
+def target_mappings(settings: Mapping[str, Any], data_set: str) -> list[TargetMapping]:
+    """The target definitions that feed ``data_set``, in app-settings order.
+
+    A ``dhis`` entry with no ``dataSet`` belongs to every data set (as in CHT);
+    unlike CHT, ``dhis`` may be an array (cht-conf and the docs allow it).
+    """
+    if data_set not in data_set_ids(settings):
+        defined = ", ".join(data_set_ids(settings)) or "none"
+        raise EngineError(
+            f'dataSet "{data_set}" is not defined in app_settings.dhis_data_sets '
+            f"(defined: {defined})"
+        )
+    tasks = settings.get("tasks")
+    targets = tasks.get("targets") if isinstance(tasks, Mapping) else None
+    items = targets.get("items") if isinstance(targets, Mapping) else None
+    mappings: list[TargetMapping] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping) or not item.get("id"):
+            continue
+        for dhis in _as_list(item.get("dhis")):
+            if not isinstance(dhis, Mapping) or not dhis.get("dataElement"):
+                continue
+            if dhis.get("dataSet") and dhis["dataSet"] != data_set:
+                continue
+            mappings.append(
+                TargetMapping(
+                    target_id=str(item["id"]),
+                    target_type=str(item.get("type") or "count"),
+                    row=(
+                        str(dhis["dataElement"]),
+                        dhis.get("categoryOptionCombo") or None,
+                        dhis.get("attributeOptionCombo") or None,
+                    ),
+                )
+            )
+    if not mappings:
+        raise EngineError(f'dataSet "{data_set}" has no dataElements')
+    return mappings
+
+
+def place_org_units(place: Mapping[str, Any], data_set: str) -> list[str]:
+    """Org units a contact carries for ``data_set`` (``dhis`` object or array)."""
+    units: list[str] = []
+    for entry in _as_list(place.get("dhis")):
+        if not isinstance(entry, Mapping) or not entry.get("orgUnit"):
+            continue
+        if entry.get("dataSet") and entry["dataSet"] != data_set:
+            continue
+        unit = str(entry["orgUnit"])
+        if unit not in units:
+            units.append(unit)
+    return units
+
+
+def lineage_ids(doc: Mapping[str, Any]) -> tuple[str, ...] | str:
+    """The doc's own id then its stored (minified) ancestors, or a skip reason."""
+    ids: list[str] = []
+    node: Any = doc
+    while isinstance(node, Mapping) and node.get("_id"):
+        ident = str(node["_id"])
+        if ident in ids:
+            return SKIP_LINEAGE_LOOP
+        if len(ids) > MAX_LINEAGE_DEPTH:
+            return SKIP_LINEAGE_DEEP
+        ids.append(ident)
+        node = node.get("parent")
+    return tuple(ids)
+
+
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value != value or value in (float("inf"), float("-inf")):  # NaN / infinities
+        return None
+    return value
+
+
+@dataclass
+class _Cell:
+    total: float = 0
+    passed: float = 0
+    value: float = 0
+
+
+@dataclass
+class Aggregation:
+    """Aggregates one data set for one period from pages of target docs.
+
+    Feed it the places (rows of ``contacts_by_dhis_orgunit``), then for each page
+    of target docs the owners' lineages and the docs themselves.
+    """
+
+    settings: Mapping[str, Any]
+    data_set: str
+    period: str  # DHIS2 form, e.g. 202401
+    org_unit: str | None = None
+    value_choices: Mapping[str, ValueChoice] = field(default_factory=dict)
+    mappings: list[TargetMapping] = field(init=False)
+    skipped: Counter[str] = field(default_factory=Counter, init=False)
+    docs_read: int = field(default=0, init=False)
+    docs_counted: int = field(default=0, init=False)
+    _units_by_contact: dict[str, list[str]] = field(default_factory=dict, init=False)
+    _unit_names: dict[str, str] = field(default_factory=dict, init=False)
+    _unit_order: list[str] = field(default_factory=list, init=False)
+    _units_by_owner: dict[str, tuple[str, ...] | str] = field(default_factory=dict, init=False)
+    _cells: dict[tuple[str, tuple[str, str | None, str | None]], _Cell] = field(
+        default_factory=dict, init=False
+    )
+    _by_target: dict[str, list[TargetMapping]] = field(default_factory=dict, init=False)
+    _rows: list[tuple[str, str | None, str | None]] = field(default_factory=list, init=False)
+    _row_choice: dict[tuple[str, str | None, str | None], ValueChoice] = field(
+        default_factory=dict, init=False
+    )
+
+    def __post_init__(self) -> None:
+        self.mappings = target_mappings(self.settings, self.data_set)
+        for mapping in self.mappings:
+            self._by_target.setdefault(mapping.target_id, []).append(mapping)
+            if mapping.row not in self._rows:
+                self._rows.append(mapping.row)
+            choice = self.value_choices.get(mapping.target_id, "total")
+            previous = self._row_choice.setdefault(mapping.row, choice)
+            if previous != choice:
+                raise EngineError(
+                    f"targets mapped to {mapping.row[0]} disagree on the value to send "
+                    f"({previous} vs {choice}); choose one per data element row"
+                )
+
+    # -- places ---------------------------------------------------------------
+
+    def add_places(self, places: Iterable[Mapping[str, Any]]) -> None:
+        """Contacts that carry ``dhis``; duplicates (one per view row) are fine."""
+        for place in places:
+            if not isinstance(place, Mapping) or not place.get("_id"):
+                continue
+            contact_id = str(place["_id"])
+            if contact_id in self._units_by_contact:
+                continue
+            units = place_org_units(place, self.data_set)
+            if self.org_unit is not None:
+                # CHT leaks a contact's other org units here; we keep only the one asked for.
+                units = [u for u in units if u == self.org_unit]
+            if not units:
+                continue
+            self._units_by_contact[contact_id] = units
+            for unit in units:
+                if unit not in self._unit_names:
+                    self._unit_names[unit] = str(place.get("name") or unit)
+                    self._unit_order.append(unit)
+                    for row in self._rows:
+                        self._cells[(unit, row)] = _Cell()
+
+    @property
+    def org_units(self) -> list[str]:
+        return list(self._unit_order)
+
+    # -- owners ---------------------------------------------------------------
+
+    def owners_unknown(self, owner_ids: Iterable[str]) -> list[str]:
+        return [o for o in dict.fromkeys(owner_ids) if o not in self._units_by_owner]
+
+    def add_owner(self, owner_id: str, lineage: tuple[str, ...] | str | None) -> None:
+        """Record where an owner sits: its lineage ids, a skip reason, or None if missing."""
+        if lineage is None:
+            self._units_by_owner[owner_id] = SKIP_OWNER_MISSING
+            return
+        if isinstance(lineage, str):
+            self._units_by_owner[owner_id] = lineage
+            return
+        units: list[str] = []
+        for ident in lineage:
+            for unit in self._units_by_contact.get(ident, ()):
+                if unit not in units:
+                    units.append(unit)
+        self._units_by_owner[owner_id] = tuple(units)
+
+    # -- target docs ----------------------------------------------------------
+
+    def add_target_docs(self, docs: Iterable[Any]) -> None:
+        for doc in docs:
+            self.docs_read += 1
+            reason = self._add_doc(doc)
+            if reason:
+                self.skipped[reason] += 1
+            else:
+                self.docs_counted += 1
+
+    def _add_doc(self, doc: Any) -> str | None:
+        if not isinstance(doc, Mapping):
+            return SKIP_NOT_AN_OBJECT
+        if doc.get("type", "target") != "target":
+            return SKIP_NOT_A_TARGET
+        targets = doc.get("targets")
+        if not isinstance(targets, list):
+            return SKIP_NO_TARGETS
+        owner = doc.get("owner")
+        if not isinstance(owner, str) or not owner:
+            return SKIP_NO_OWNER
+        units = self._units_by_owner.get(owner, SKIP_OWNER_MISSING)
+        if isinstance(units, str):
+            return units
+        if not units:
+            return OUTSIDE_DATA_SET
+        for target in targets:
+            if not isinstance(target, Mapping) or not isinstance(target.get("id"), str):
+                self.skipped[SKIP_TARGET_MALFORMED] += 1
+                continue
+            mappings = self._by_target.get(target["id"])
+            if not mappings:
+                continue
+            value = target.get("value")
+            if not isinstance(value, Mapping):
+                self.skipped[SKIP_TARGET_NO_VALUE] += 1
+                continue
+            total = _number(value.get("total"))
+            passed = _number(value.get("pass", 0 if total is not None else None))
+            for mapping in mappings:
+                choice = self._row_choice[mapping.row]
+                if choice == "total":
+                    amount = total
+                elif choice == "pass":
+                    amount = passed
+                else:
+                    amount = total if passed is not None else None
+                if amount is None:
+                    self.skipped[SKIP_TARGET_NON_NUMERIC] += 1
+                    break
+                for unit in units:
+                    cell = self._cells[(unit, mapping.row)]
+                    cell.value += amount
+                    if choice == "percent" and total is not None and passed is not None:
+                        cell.total += total
+                        cell.passed += passed
+        return None
+
+    # -- result ---------------------------------------------------------------
+
+    def data_values(self, *, human_readable: bool = False) -> list[DataValue]:
+        names = {m.row: m.target_id for m in reversed(self.mappings)}
+        values: list[DataValue] = []
+        for unit in self._unit_order:
+            for row in self._rows:
+                cell = self._cells[(unit, row)]
+                amount: float
+                if self._row_choice[row] == "percent":
+                    amount = round(cell.passed * 100 / cell.total) if cell.total else 0
+                else:
+                    amount = cell.value
+                values.append(
+                    DataValue(
+                        dataElement=names[row] if human_readable else row[0],
+                        categoryOptionCombo=row[1],
+                        attributeOptionCombo=row[2],
+                        orgUnit=self._unit_names[unit] if human_readable else unit,
+                        value=_tidy(amount),
+                    )
+                )
+        return values
+
+    def result(self, complete_date: str, *, human_readable: bool = False) -> DataValueSet:
+        return DataValueSet(
+            dataSet=data_set_label(self.settings, self.data_set)
+            if human_readable
+            else self.data_set,
+            completeDate=complete_date,
+            period=self.period,
+            dataValues=self.data_values(human_readable=human_readable),
+        )
+
+    def row_keys(self) -> list[RowKey]:
+        return [
+            RowKey(dataElement=r[0], categoryOptionCombo=r[1], attributeOptionCombo=r[2], orgUnit=u)
+            for u in self._unit_order
+            for r in self._rows
+        ]
+
+
+def _tidy(amount: float) -> int | float:
+    """Whole numbers as ints (DHIS2 INTEGER types reject "5.0")."""
+    if isinstance(amount, float) and amount.is_integer():
+        return int(amount)
+    return amount

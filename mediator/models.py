@@ -1,0 +1,100 @@
+"""Typed values that cross module boundaries.
+
+The engine produces ``DataValueSet``s; the DHIS2 client consumes them; the run
+orchestration collects ``Exchange`` records from every client so the OpenHIM
+layer can turn them into orchestrations without knowing any wire format.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# DHIS2 identifiers: 11 characters, a letter then 10 letters or digits.
+UID_PATTERN = r"^[a-zA-Z][a-zA-Z0-9]{10}$"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RowKey(BaseModel):
+    """The identity of one DHIS2 data value inside a data set and period."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataElement: str
+    orgUnit: str
+    categoryOptionCombo: str | None = None
+    attributeOptionCombo: str | None = None
+
+    def label(self) -> str:
+        parts = [self.dataElement, self.orgUnit]
+        if self.categoryOptionCombo:
+            parts.append(f"coc={self.categoryOptionCombo}")
+        if self.attributeOptionCombo:
+            parts.append(f"aoc={self.attributeOptionCombo}")
+        return "/".join(parts)
+
+
+class DataValue(BaseModel):
+    """One value as CHT's export shapes it: ``orgUnit`` per value, a JSON number."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dataElement: str
+    categoryOptionCombo: str | None = None
+    attributeOptionCombo: str | None = None
+    orgUnit: str
+    value: int | float
+
+    @property
+    def key(self) -> RowKey:
+        return RowKey(
+            dataElement=self.dataElement,
+            orgUnit=self.orgUnit,
+            categoryOptionCombo=self.categoryOptionCombo,
+            attributeOptionCombo=self.attributeOptionCombo,
+        )
+
+    def as_export(self) -> dict[str, Any]:
+        """The dict CHT's export would print (no null keys)."""
+        return self.model_dump(exclude_none=True)
+
+
+class DataValueSet(BaseModel):
+    dataSet: str
+    completeDate: str
+    period: str
+    dataValues: list[DataValue] = Field(default_factory=list)
+
+    def as_export(self) -> dict[str, Any]:
+        return {
+            "dataSet": self.dataSet,
+            "completeDate": self.completeDate,
+            "period": self.period,
+            "dataValues": [dv.as_export() for dv in self.dataValues],
+        }
+
+
+class Exchange(BaseModel):
+    """One request to an outside system, as ops will see it in OpenHIM.
+
+    Bodies are already summarised and free of credentials when they get here.
+    """
+
+    name: str
+    method: str
+    url: str
+    path: str
+    querystring: str = ""
+    request_headers: dict[str, str] = Field(default_factory=dict)
+    request_body: str = ""
+    started: datetime = Field(default_factory=utcnow)
+    status: int | None = None
+    response_headers: dict[str, str] = Field(default_factory=dict)
+    response_body: str = ""
+    finished: datetime | None = None
+    error: str | None = None
