@@ -1,0 +1,139 @@
+"""The run report: what one run read, sent and what DHIS2 did with it.
+
+One model serves the command line (printed as JSON), the OpenHIM envelope
+(its ``response.body`` and ``properties``) and the status page.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .models import Exchange, utcnow
+
+Level = Literal["error", "warning", "info"]
+
+
+class Finding(BaseModel):
+    """Something found before or after posting, in plain words, naming the ids."""
+
+    level: Level
+    code: str
+    message: str
+    ids: list[str] = Field(default_factory=list)
+
+
+class ImportCount(BaseModel):
+    imported: int = 0
+    updated: int = 0
+    ignored: int = 0
+    deleted: int = 0
+
+    def add(self, other: ImportCount) -> None:
+        self.imported += other.imported
+        self.updated += other.updated
+        self.ignored += other.ignored
+        self.deleted += other.deleted
+
+
+class Conflict(BaseModel):
+    """One DHIS2 conflict, normalised across 2.36 (object/value) and 2.37+ (errorCode…)."""
+
+    object: str | None = None
+    objects: dict[str, str] = Field(default_factory=dict)
+    value: str
+    errorCode: str | None = None
+    property: str | None = None
+    indexes: list[int] = Field(default_factory=list)
+
+
+class RowRef(BaseModel):
+    """A data value as DHIS2 keys it, with the value that was sent."""
+
+    dataElement: str
+    orgUnit: str
+    period: str
+    categoryOptionCombo: str | None = None
+    attributeOptionCombo: str | None = None
+    value: str | None = None
+
+
+class RejectedRow(RowRef):
+    reason: str
+    errorCode: str | None = None
+
+
+DataSetStatus = Literal["success", "warning", "error", "skipped"]
+
+
+class DataSetResult(BaseModel):
+    data_set: str
+    period: str
+    status: DataSetStatus = "success"
+    dry_run: bool = False
+    dhis2_version: str | None = None
+    preflight: list[Finding] = Field(default_factory=list)
+    values_computed: int = 0
+    values_sent: int = 0
+    values_unchanged: int = 0  # already in DHIS2 with this value: not sent
+    values_cleared: int = 0  # sent as deletions: DHIS2 held a value the engine no longer has
+    chunks_sent: int = 0
+    chunks_failed: int = 0
+    counts: ImportCount = Field(default_factory=ImportCount)
+    conflicts: list[Conflict] = Field(default_factory=list)
+    rejected: list[RejectedRow] = Field(default_factory=list)
+    delivered: int = 0  # rows DHIS2 confirmed it holds after this run
+    error: str | None = None
+
+
+class ChtRead(BaseModel):
+    """What the run read from CHT for one period."""
+
+    period: str
+    target_docs: int = 0
+    pages: int = 0
+    owners_looked_up: int = 0
+    places: int = 0
+    docs_counted: dict[str, int] = Field(default_factory=dict)  # per data set
+    skipped: dict[str, int] = Field(default_factory=dict)  # reason -> count, all data sets
+    error: str | None = None
+
+
+RunStatus = Literal["Successful", "Completed with error(s)", "Failed"]
+
+
+class RunReport(BaseModel):
+    run_id: str
+    trigger: str = "cli"
+    started: datetime = Field(default_factory=utcnow)
+    finished: datetime | None = None
+    dry_run: bool = False
+    periods: list[str] = Field(default_factory=list)
+    data_sets: list[str] = Field(default_factory=list)
+    org_unit: str | None = None
+    cht: list[ChtRead] = Field(default_factory=list)
+    results: list[DataSetResult] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)  # run-level problems
+    exchanges: list[Exchange] = Field(default_factory=list, exclude=True)
+
+    def totals(self) -> ImportCount:
+        total = ImportCount()
+        for result in self.results:
+            total.add(result.counts)
+        return total
+
+    @property
+    def status(self) -> RunStatus:
+        """Successful: everything imported cleanly. Completed with error(s): DHIS2
+        rejected rows or a data set could not be pushed. Failed: nothing delivered."""
+        errors = any(f.level == "error" for f in self.findings) or any(
+            r.status == "error" for r in self.results
+        )
+        delivered = any(r.status in ("success", "warning") for r in self.results)
+        if not delivered and (errors or not self.results):
+            return "Failed"
+        if errors or any(r.status == "warning" for r in self.results):
+            return "Completed with error(s)"
+        return "Successful"
