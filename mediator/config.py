@@ -197,3 +197,39 @@ class MediatorSettings(BaseModel):
             port=_int(env, "MEDIATOR_PORT", 5011),
             timezone=env.get("MEDIATOR_TIMEZONE", "").strip() or "UTC",
         )
+
+
+class RuntimeConfig(BaseModel):
+    """Everything one run needs. Built per run (env, then console config on top),
+    so a change an operator saves in the OpenHIM console applies to the next run."""
+
+    cht: ChtSettings
+    dhis2: Dhis2Settings | None = None
+    data_sets: list[str] = Field(default_factory=list)  # empty: all in dhis_data_sets
+    value_choices: dict[str, ValueChoice] = Field(default_factory=dict)  # target id -> value
+    dry_run: bool = False
+    timezone: str = "UTC"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, need_dhis2: bool = True) -> RuntimeConfig:
+        env = os.environ if env is None else env
+        data_sets = [s.strip() for s in env.get("MEDIATOR_DATA_SETS", "").split(",") if s.strip()]
+        choices: dict[str, ValueChoice] = {}
+        for item in env.get("MEDIATOR_VALUE_CHOICES", "").split(","):
+            if not item.strip():
+                continue
+            target, _, choice = item.partition("=")
+            choice = choice.strip()
+            if choice not in ("total", "pass", "percent"):
+                raise ConfigError(
+                    f"MEDIATOR_VALUE_CHOICES: {item!r} must be <target id>=total|pass|percent"
+                )
+            choices[target.strip()] = choice  # type: ignore[assignment]
+        return cls(
+            cht=ChtSettings.from_env(env),
+            dhis2=Dhis2Settings.from_env(env) if need_dhis2 else None,
+            data_sets=data_sets,
+            value_choices=choices,
+            dry_run=_flag(env.get("MEDIATOR_DRY_RUN"), False),
+            timezone=env.get("MEDIATOR_TIMEZONE", "").strip() or "UTC",
+        )
