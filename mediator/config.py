@@ -153,7 +153,7 @@ class OpenhimSettings(BaseModel):
     password: SecretStr | None = None
     auth: Literal["basic", "token"] = "basic"
     verify: bool | str = True
-    register: bool = True
+    register_on_start: bool = True
     heartbeat_seconds: float = 10.0
 
     @classmethod
@@ -179,7 +179,7 @@ class OpenhimSettings(BaseModel):
             password=SecretStr(password) if password else None,
             auth=auth,  # type: ignore[arg-type]
             verify=verify,
-            register=_flag(env.get("OPENHIM_REGISTER"), url is not None),
+            register_on_start=_flag(env.get("OPENHIM_REGISTER"), url is not None),
             heartbeat_seconds=float(env.get("OPENHIM_HEARTBEAT_SECONDS", "10")),
         )
 
