@@ -35,9 +35,7 @@ class CouchServer:
         port: int | None = None,
     ) -> None:
         if not BINARY.exists():
-            raise RuntimeError(
-                f"{BINARY} is missing: run ./dev.sh install (it runs npm ci) first"
-            )
+            raise RuntimeError(f"{BINARY} is missing: run ./dev.sh install (it runs npm ci) first")
         self.username = username
         self.password = password
         self.port = port or free_port()
@@ -91,7 +89,9 @@ class CouchServer:
             res.raise_for_status()
             failed = [r for r in res.json() if r.get("error")]
             if failed:
-                raise RuntimeError(f"bulk load into {db} failed for {len(failed)} docs: {failed[:3]}")
+                raise RuntimeError(
+                    f"bulk load into {db} failed for {len(failed)} docs: {failed[:3]}"
+                )
 
     def __enter__(self) -> CouchServer:
         return self.start()

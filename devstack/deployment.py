@@ -91,7 +91,11 @@ def app_settings() -> dict[str, Any]:
             {"id": "district_hospital"},
             {"id": "health_center", "parents": ["district_hospital"]},
             {"id": "clinic", "parents": ["health_center"]},
-            {"id": "person", "parents": ["district_hospital", "health_center", "clinic"], "person": True},
+            {
+                "id": "person",
+                "parents": ["district_hospital", "health_center", "clinic"],
+                "person": True,
+            },
         ],
         "uhc": {"visit_count": {"month_start_date": 1}},
         "tasks": {"targets": {"enabled": True, "items": TARGET_ITEMS}},
@@ -206,7 +210,13 @@ def build(
     """A small, realistic deployment with target docs for each of ``months``."""
     rng = random.Random(seed)
     dep = Deployment()
-    district = d.place("district-1", "Kisumu District", "district_hospital", dhis={"orgUnit": OU_DISTRICT}, legacy=True)
+    district = d.place(
+        "district-1",
+        "Kisumu District",
+        "district_hospital",
+        dhis={"orgUnit": OU_DISTRICT},
+        legacy=True,
+    )
     dep.docs += [d.settings_doc(app_settings()), d.medic_admin_ddoc(), district]
     for n in range(chus):
         legacy = n % 2 == 1
@@ -221,11 +231,19 @@ def build(
         chu_full = {"_id": chu["_id"], "parent": district}
         dep.docs.append(chu)
         for k in range(chws_per_chu):
-            household = d.place(f"hh-{n + 1}-{k + 1}", f"Household {n + 1}.{k + 1}", "clinic", parent=chu_full, legacy=legacy)
+            household = d.place(
+                f"hh-{n + 1}-{k + 1}",
+                f"Household {n + 1}.{k + 1}",
+                "clinic",
+                parent=chu_full,
+                legacy=legacy,
+            )
             dep.docs.append(household)
             username = f"chw{n + 1}{k + 1}"
             contact_id = f"chw-{n + 1}-{k + 1}"
-            dep.docs.append(d.person(contact_id, f"CHW {n + 1}.{k + 1}", parent=chu_full, legacy=legacy))
+            dep.docs.append(
+                d.person(contact_id, f"CHW {n + 1}.{k + 1}", parent=chu_full, legacy=legacy)
+            )
             dep.docs.append(d.user_settings(username, contact_id, chu["_id"]))
             dep.users.append(username)
             dep.chw_contacts[username] = contact_id
@@ -246,7 +264,9 @@ def build(
                     [
                         d.target("deaths-this-month", rng.randint(0, 1)),
                         d.target("births-this-month", rng.randint(0, 6)),
-                        d.percent_target("facility-deliveries", rng.randint(0, deliveries), deliveries),
+                        d.percent_target(
+                            "facility-deliveries", rng.randint(0, deliveries), deliveries
+                        ),
                         d.target("anc-visits-under-20", rng.randint(0, 5)),
                         d.target("anc-visits-20-plus", rng.randint(0, 9)),
                         d.target("households-visited", rng.randint(5, 40)),

@@ -53,7 +53,9 @@ def _tls(env: Mapping[str, str], prefix: str) -> bool | str:
         return bundle
     verify = _flag(env.get(f"{prefix}_VERIFY_TLS"), True)
     if not verify:
-        log.warning("TLS certificate verification is OFF for %s (%s_VERIFY_TLS=false)", prefix, prefix)
+        log.warning(
+            "TLS certificate verification is OFF for %s (%s_VERIFY_TLS=false)", prefix, prefix
+        )
     return verify
 
 
@@ -166,7 +168,9 @@ class OpenhimSettings(BaseModel):
         if bundle:
             verify = bundle
         elif _flag(env.get("OPENHIM_TRUST_SELF_SIGNED"), False):
-            log.warning("TLS certificate verification is OFF for OpenHIM (OPENHIM_TRUST_SELF_SIGNED)")
+            log.warning(
+                "TLS certificate verification is OFF for OpenHIM (OPENHIM_TRUST_SELF_SIGNED)"
+            )
             verify = False
         else:
             verify = True
@@ -177,7 +181,7 @@ class OpenhimSettings(BaseModel):
             url=url,
             username=env.get("OPENHIM_USERNAME") or None,
             password=SecretStr(password) if password else None,
-            auth=auth,  # type: ignore[arg-type]
+            auth=auth,
             verify=verify,
             register_on_start=_flag(env.get("OPENHIM_REGISTER"), url is not None),
             heartbeat_seconds=float(env.get("OPENHIM_HEARTBEAT_SECONDS", "10")),
@@ -211,7 +215,9 @@ class RuntimeConfig(BaseModel):
     timezone: str = "UTC"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, need_dhis2: bool = True) -> RuntimeConfig:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, need_dhis2: bool = True
+    ) -> RuntimeConfig:
         env = os.environ if env is None else env
         data_sets = [s.strip() for s in env.get("MEDIATOR_DATA_SETS", "").split(",") if s.strip()]
         choices: dict[str, ValueChoice] = {}

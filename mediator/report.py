@@ -96,8 +96,8 @@ class ChtRead(BaseModel):
     pages: int = 0
     owners_looked_up: int = 0
     places: int = 0
-    docs_counted: dict[str, int] = Field(default_factory=dict)  # per data set
-    skipped: dict[str, int] = Field(default_factory=dict)  # reason -> count, all data sets
+    docs_counted: dict[str, int] = Field(default_factory=dict)  # data set -> docs that counted
+    skipped: dict[str, dict[str, int]] = Field(default_factory=dict)  # data set -> reason -> n
     error: str | None = None
 
 

@@ -1,0 +1,261 @@
+"""The CHT reader: the only module that speaks to CHT's CouchDB API.
+
+It does the reads CHT's own export does (cht-export.md §2.3), but pages the
+month's target docs instead of loading them in one response, and batches the
+owner look-ups.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .config import ChtSettings
+from .models import Exchange, utcnow
+from .periods import Month
+
+VIEW_PATH = "_design/medic-admin/_view/contacts_by_dhis_orgunit"
+RETRY_ATTEMPTS = 3
+RETRY_BASE_SECONDS = 0.5
+
+
+class ChtError(Exception):
+    """CHT could not be read; the message names the URL, never the password."""
+
+
+class ChtAuthError(ChtError):
+    pass
+
+
+class ChtReader:
+    def __init__(
+        self,
+        settings: ChtSettings,
+        recorder: Callable[[Exchange], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self._record = recorder or (lambda _exchange: None)
+        self._sleep = sleep
+        self._session = requests.Session()
+        if settings.username and settings.password:
+            self._session.auth = (settings.username, settings.password.get_secret_value())
+        self._session.verify = settings.verify
+        self._session.headers["Accept"] = "application/json"
+        self.requests_made = 0
+
+    @property
+    def db_url(self) -> str:
+        return f"{self.settings.url}/{quote(self.settings.db, safe='')}"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- HTTP -------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        what: str,
+        missing_ok: bool = False,
+    ) -> Any:
+        """One JSON request with a bounded retry on connection errors and 5xx.
+
+        Every call here is a read (POST _all_docs included), so retrying is safe.
+        """
+        last_error = ""
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            self.requests_made += 1
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    timeout=self.settings.timeout,
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                last_error = f"{type(exc).__name__}"
+                if attempt < RETRY_ATTEMPTS:
+                    self._sleep(RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+                    continue
+                raise ChtError(
+                    f"CHT at {self.settings.url} is unreachable while reading {what} "
+                    f"({last_error} after {attempt} attempts)"
+                ) from None
+            if response.status_code in (401, 403):
+                user = self.settings.username or "(no user)"
+                raise ChtAuthError(
+                    f"CHT at {self.settings.url} refused the credentials of user {user} "
+                    f"while reading {what} (HTTP {response.status_code})"
+                )
+            if response.status_code == 404 and missing_ok:
+                return None
+            if response.status_code >= 500 and attempt < RETRY_ATTEMPTS:
+                last_error = f"HTTP {response.status_code}"
+                self._sleep(RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+                continue
+            if response.status_code != 200:
+                raise ChtError(
+                    f"CHT at {self.settings.url} answered HTTP {response.status_code} while "
+                    f"reading {what}: {response.text[:200]}"
+                )
+            try:
+                return response.json()
+            except ValueError:
+                raise ChtError(
+                    f"CHT at {self.settings.url} sent a body that is not JSON while reading {what}"
+                ) from None
+        raise ChtError(f"CHT at {self.settings.url} failed while reading {what}: {last_error}")
+
+    def _note(self, name: str, method: str, path: str, query: str, summary: dict[str, Any]) -> None:
+        now = utcnow()
+        self._record(
+            Exchange(
+                name=name,
+                method=method,
+                url=f"{self.settings.url}{path}",
+                path=path,
+                querystring=query,
+                started=now,
+                status=200,
+                response_body=json.dumps(summary),
+                finished=now,
+            )
+        )
+
+    # -- reads ------------------------------------------------------------------
+
+    def app_settings(self) -> dict[str, Any]:
+        """The ``settings`` doc of the medic db; ``/api/v1/settings`` if it can't be read."""
+        doc = None
+        try:
+            doc = self._request(
+                "GET", f"{self.db_url}/settings", what="the settings doc", missing_ok=True
+            )
+        except ChtAuthError:
+            doc = None  # an online CHT user may read the API but not the doc
+        if isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
+            self._note(
+                "CHT app settings",
+                "GET",
+                f"/{self.settings.db}/settings",
+                "",
+                {"source": "settings doc"},
+            )
+            settings: dict[str, Any] = doc["settings"]
+            return settings
+        api = self._request(
+            "GET", f"{self.settings.url}/api/v1/settings", what="/api/v1/settings", missing_ok=True
+        )
+        if not isinstance(api, dict):
+            raise ChtError(
+                f"CHT at {self.settings.url} has no readable app settings: neither "
+                f"/{self.settings.db}/settings nor /api/v1/settings answered"
+            )
+        self._note(
+            "CHT app settings", "GET", "/api/v1/settings", "", {"source": "/api/v1/settings"}
+        )
+        return api
+
+    def places(self, org_unit: str | None = None) -> list[dict[str, Any]]:
+        """Contacts that carry ``dhis`` (one entry per contact, in view order)."""
+        params = {"include_docs": "true"}
+        if org_unit is not None:
+            params["key"] = json.dumps(org_unit)
+        body = self._request(
+            "GET",
+            f"{self.db_url}/{VIEW_PATH}",
+            params=params,
+            what="the medic-admin/contacts_by_dhis_orgunit view",
+            missing_ok=True,
+        )
+        if body is None:
+            raise ChtError(
+                f"CHT at {self.settings.url} has no medic-admin/contacts_by_dhis_orgunit view "
+                f"in database {self.settings.db!r}: is this a CHT medic database?"
+            )
+        seen: dict[str, dict[str, Any]] = {}
+        for row in body.get("rows", []):
+            doc = row.get("doc")
+            if isinstance(doc, dict) and doc.get("_id") and doc["_id"] not in seen:
+                seen[doc["_id"]] = doc
+        self._note(
+            "CHT places with DHIS2 org units",
+            "GET",
+            f"/{self.settings.db}/{VIEW_PATH}",
+            "include_docs=true" + (f"&key={org_unit}" if org_unit else ""),
+            {"rows": len(body.get("rows", [])), "contacts": len(seen)},
+        )
+        return list(seen.values())
+
+    def target_pages(self, month: Month) -> Iterator[list[Any]]:
+        """The month's target docs, ``page_size`` at a time (never the month at once)."""
+        prefix = f"target~{month.tag}~"
+        end = json.dumps(prefix + "\ufff0")
+        start = json.dumps(prefix)
+        size = self.settings.page_size
+        pages = docs = 0
+        first = last = None
+        while True:
+            body = self._request(
+                "GET",
+                f"{self.db_url}/_all_docs",
+                params={
+                    "startkey": start,
+                    "endkey": end,
+                    "include_docs": "true",
+                    "limit": str(size + 1),
+                },
+                what=f"target docs of {month.tag}",
+            )
+            rows = body.get("rows", [])
+            page = rows[:size]
+            if page:
+                pages += 1
+                docs += len(page)
+                first = first or page[0].get("id")
+                last = page[-1].get("id")
+                yield [row.get("doc") for row in page]
+            if len(rows) <= size:
+                break
+            start = json.dumps(rows[size]["id"])
+        self._note(
+            f"CHT target docs {month.tag}",
+            "GET",
+            f"/{self.settings.db}/_all_docs",
+            f"startkey={prefix}&endkey={prefix}\\ufff0&include_docs=true&limit={size + 1}",
+            {"pages": pages, "docs": docs, "page_size": size, "first_id": first, "last_id": last},
+        )
+
+    def docs_by_id(self, ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """``POST _all_docs`` with ``keys`` in batches; missing or deleted ids map to None."""
+        found: dict[str, dict[str, Any] | None] = {}
+        batch = self.settings.owner_batch
+        for start in range(0, len(ids), batch):
+            keys = ids[start : start + batch]
+            body = self._request(
+                "POST",
+                f"{self.db_url}/_all_docs",
+                params={"include_docs": "true"},
+                body={"keys": keys},
+                what=f"{len(keys)} target owners",
+            )
+            for row in body.get("rows", []):
+                key = row.get("key")
+                doc = row.get("doc")
+                if isinstance(key, str):
+                    found[key] = doc if isinstance(doc, dict) else None
+        for ident in ids:
+            found.setdefault(ident, None)
+        return found
