@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-_MONTH = re.compile(r"^(\d{4})-?(\d{2})$")
+_MONTH = re.compile(r"^(\d{4})-?(\d{2})$", re.ASCII)
 
 
 class PeriodError(ValueError):
