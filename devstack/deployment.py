@@ -45,7 +45,7 @@ TARGET_ITEMS: list[dict[str, Any]] = [
         "id": "births-this-month",
         "type": "count",
         "goal": -1,
-        "dhis": {"dataElement": DE_BIRTHS},
+        "dhis": {"dataElement": DE_BIRTHS, "dataSet": DS_MONTHLY},
     },
     {
         "id": "facility-deliveries",
@@ -53,6 +53,7 @@ TARGET_ITEMS: list[dict[str, Any]] = [
         "goal": -1,
         "dhis": {
             "dataElement": DE_FACILITY_DELIVERIES,
+            "dataSet": DS_MONTHLY,
             "categoryOptionCombo": DEFAULT_COC,
             "attributeOptionCombo": DEFAULT_COC,
         },
@@ -61,13 +62,21 @@ TARGET_ITEMS: list[dict[str, Any]] = [
         "id": "anc-visits-under-20",
         "type": "count",
         "goal": -1,
-        "dhis": {"dataElement": DE_ANC_VISITS, "categoryOptionCombo": COC_UNDER_20},
+        "dhis": {
+            "dataElement": DE_ANC_VISITS,
+            "dataSet": DS_MONTHLY,
+            "categoryOptionCombo": COC_UNDER_20,
+        },
     },
     {
         "id": "anc-visits-20-plus",
         "type": "count",
         "goal": -1,
-        "dhis": {"dataElement": DE_ANC_VISITS, "categoryOptionCombo": COC_20_PLUS},
+        "dhis": {
+            "dataElement": DE_ANC_VISITS,
+            "dataSet": DS_MONTHLY,
+            "categoryOptionCombo": COC_20_PLUS,
+        },
     },
     {
         # a dhis array: feeds both data sets (CHT's export drops this target)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
 def free_port() -> int:
@@ -29,11 +29,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"{what} did not come up within {timeout:.0f} s")
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per request: tests and the demo print what matters."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
 class ServerThread:
     """Runs a WSGI app (a Flask stand-in) as a real HTTP server on loopback."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        self.server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=_QuietHandler
+        )
         self.host = host
         self.port = int(self.server.server_port)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
