@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 ORG_UNITS_PER_READ = 50  # keeps GET /api/dataValueSets URLs well under proxy limits
-POLL_SECONDS = 2.0
+POLL_FIRST_SECONDS, POLL_MAX_SECONDS = 0.5, 5.0  # jobs of 2.36-2.40 start at once
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _LOGIN_PAGE = re.compile(r"login|dhis-web-commons/security|dhis-web-login", re.IGNORECASE)
 _TOKEN_ERRORS = re.compile(r"api token|checksum", re.IGNORECASE)
@@ -559,10 +559,17 @@ class Dhis2Client:
                 return self._await_job(job, name)
         raise self._fail(response, "the data value import")
 
+    def _poll_pause(self, polls: int) -> float:
+        """Sleep 0.5, 1, 2, 4, 5, 5 … s: quick for small jobs, gentle on long ones."""
+        pause = min(POLL_MAX_SECONDS, POLL_FIRST_SECONDS * float(2**polls))
+        self._sleep(pause)
+        return pause
+
     def _await_job(self, job: AsyncJob, name: str) -> ImportResult:
         """Poll the job's notifications until one says completed, then read its summary."""
         budget = max(self.settings.timeout, 60.0)
         waited = 0.0
+        polls = 0
         while True:
             response = self._request(
                 "GET",
@@ -581,8 +588,8 @@ class Dhis2Client:
                     f"DHIS2 at {self.safe_url}: import job {job.id} did not finish within "
                     f"{budget:.0f} s; check Data Administration → Jobs in DHIS2"
                 )
-            self._sleep(POLL_SECONDS)
-            waited += POLL_SECONDS
+            waited += self._poll_pause(polls)
+            polls += 1
         while True:
             response = self._request(
                 "GET",
@@ -599,8 +606,8 @@ class Dhis2Client:
                     f"DHIS2 at {self.safe_url}: import job {job.id} finished but left no "
                     f"summary within {budget:.0f} s"
                 )
-            self._sleep(POLL_SECONDS)
-            waited += POLL_SECONDS
+            waited += self._poll_pause(polls)
+            polls += 1
 
     def push(
         self,
