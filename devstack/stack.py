@@ -1,0 +1,130 @@
+"""The whole local stack on loopback: CouchDB (CHT), DHIS2 and OpenHIM stand-ins,
+and the mediator itself, registered with OpenHIM as it would be in production.
+
+Used by the demo and the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from . import deployment as dep
+from .couchdb import CouchServer
+from .dhis2_standin import Dhis2StandIn
+from .net import ServerThread, free_port, wait_for
+from .openhim_standin import Client, OpenhimStandIn
+
+DHIS2_USER, DHIS2_PASSWORD = "admin", "district"
+OPENHIM_USER, OPENHIM_PASSWORD = "root@openhim.org", "openhim-password"
+ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD = "hrio-console", "hrio-Pa55"
+
+
+@dataclass
+class LocalStack:
+    months: list[str]
+    dhis2_version: str = "2.41.1"
+    db: str = "medic"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    couch: CouchServer | None = None
+    dhis2: Dhis2StandIn | None = None
+    openhim: OpenhimStandIn | None = None
+    deployment: dep.Deployment | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    _mediator: ServerThread | None = None
+    _scheduler: Any = None
+    _agent: Any = None
+
+    def start(self) -> LocalStack:
+        self.couch = CouchServer().start()
+        self.deployment = dep.build(self.months)
+        self.couch.create_db(self.db)
+        self.couch.bulk(self.db, self.deployment.docs)
+        self.dhis2 = Dhis2StandIn(version=self.dhis2_version).start()
+        self.openhim = OpenhimStandIn(
+            clients=[Client(ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD, roles=["cht-dhis2-admin"])]
+        ).start()
+        port = free_port()
+        self.env = {
+            "CHT_URL": self.couch.url,
+            "CHT_DB": self.db,
+            "CHT_USERNAME": self.couch.username,
+            "CHT_PASSWORD": self.couch.password,
+            "DHIS2_URL": self.dhis2.url,
+            "DHIS2_USERNAME": DHIS2_USER,
+            "DHIS2_PASSWORD": DHIS2_PASSWORD,
+            "OPENHIM_URL": self.openhim.url,
+            "OPENHIM_USERNAME": OPENHIM_USER,
+            "OPENHIM_PASSWORD": OPENHIM_PASSWORD,
+            "MEDIATOR_HOST": "127.0.0.1",
+            "MEDIATOR_PORT": str(port),
+            **self.extra_env,
+        }
+        self.start_mediator()
+        return self
+
+    def start_mediator(self) -> None:
+        from mediator.service import build
+
+        app, self._scheduler, self._agent = build(self.env)
+        self._mediator = ServerThread(app, port=int(self.env["MEDIATOR_PORT"])).start()
+        self._scheduler.start()
+        if self._agent is not None:
+            self._agent.start()
+
+    def stop_mediator(self) -> None:
+        if self._agent is not None:
+            self._agent.stop()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._mediator is not None:
+            self._mediator.stop()
+        self._mediator = self._scheduler = self._agent = None
+
+    @property
+    def mediator_url(self) -> str:
+        assert self._mediator is not None
+        return self._mediator.url
+
+    def wait_registered(self, urn: str, timeout: float = 30) -> dict[str, Any]:
+        assert self.openhim is not None
+        wait_for(lambda: self.openhim.mediator(urn) is not None, timeout, "mediator registration")
+        mediator = self.openhim.mediator(urn)
+        assert mediator is not None
+        return mediator
+
+    def install_channels(self, urn: str) -> list[dict[str, Any]]:
+        """Install the mediator's default channels, then edit and save each once, as an
+        operator does in the console: point the routes at where the mediator runs, and
+        saving makes OpenHIM schedule the polling channel (installing alone does not)."""
+        assert self.openhim is not None
+        names = [c["name"] for c in self.openhim.mediator(urn)["defaultChannelConfig"]]  # type: ignore[index]
+        self.openhim.install_channels(urn, names)
+        auth = (OPENHIM_USER, OPENHIM_PASSWORD)
+        for channel in self.openhim.channels:
+            body = {k: v for k, v in channel.items() if not k.startswith("_") or k == "_id"}
+            for route in body.get("routes", []):
+                route["host"] = self.env["MEDIATOR_HOST"]
+                route["port"] = int(self.env["MEDIATOR_PORT"])
+            requests.put(
+                f"{self.openhim.url}/channels/{channel['_id']}", json=body, auth=auth, timeout=10
+            ).raise_for_status()
+        return self.openhim.channels
+
+    def stop(self) -> None:
+        self.stop_mediator()
+        for part in (self.openhim, self.dhis2, self.couch):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    time.sleep(0)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
