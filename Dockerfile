@@ -1,0 +1,31 @@
+# CHT -> DHIS2 OpenHIM mediator. Configure it with environment variables
+# (see docs/openhim.md and README): CHT_*, DHIS2_*, OPENHIM_*, MEDIATOR_*.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY mediator ./mediator
+RUN pip install . && rm -rf /app/mediator /app/build
+
+# The registration document (urn, version, channels, configDefs) read at start-up.
+COPY mediator-config.json /app/mediator-config.json
+
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mediator
+USER mediator
+
+ENV MEDIATOR_HOST=0.0.0.0 \
+    MEDIATOR_PORT=5011 \
+    MEDIATOR_CONFIG_FILE=/app/mediator-config.json
+
+EXPOSE 5011
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('MEDIATOR_PORT', '5011'), timeout=4)"]
+
+CMD ["python", "-m", "mediator", "serve"]

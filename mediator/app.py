@@ -1,0 +1,450 @@
+"""The Flask app: the push endpoint OpenHIM routes to, and ``/health``.
+
+Every answer of the push endpoint is an ``application/json+openhim`` envelope,
+bad input included (400 inside the envelope, never a bare 500). The runtime
+configuration is built per request (file defaults < console < environment),
+so a config saved in the OpenHIM console applies to the next run. Runs are
+serialised by one lock per process: a second request waits for the first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.datastructures import MultiDict
+
+from .config import ConfigError, RuntimeConfig
+from .console_config import ConsoleConfig, Effective, load_registration, resolve, secrets_of
+from .envelope import (
+    CONTENT_TYPE,
+    INNER_STATUS,
+    Scrubber,
+    error_envelope,
+    processing_envelope,
+    run_envelope,
+    transaction_update,
+)
+from .models import UID_PATTERN, utcnow
+from .openhim import OpenhimAgent
+from .periods import Month, PeriodError
+from .report import RunReport
+from .run import RunInputError, RunRequest, execute
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[RunRequest, RuntimeConfig], RunReport]
+Background = Callable[[Callable[[], None]], None]
+
+PUSH_PATH = "/push"
+TRANSACTION_HEADER = "X-OpenHIM-TransactionID"
+LAST_RUN_HEADER = "X-OpenHIM-LastRunAt"
+PARAMS = ("period", "dataSet", "orgUnit", "dryRun")
+_UID = re.compile(UID_PATTERN)
+# JS Date.toString(), how core's poller sends X-OpenHIM-LastRunAt:
+# "Mon Jan 01 2024 02:00:00 GMT+0000 (Coordinated Universal Time)"
+_JS_DATE = re.compile(
+    r"^\w{3} (\w{3}) (\d{1,2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT([+-])(\d{2})(\d{2})"
+)
+_MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+
+
+class BadRequest(ValueError):
+    """Input the caller must fix; answered 400 inside the envelope."""
+
+
+@dataclass
+class PushInput:
+    periods: list[Month]
+    data_sets: list[str]
+    org_unit: str | None
+    dry_run: bool | None
+
+
+def _dry_run(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+    raise BadRequest(f"dryRun must be true or false, got {value!r}")
+
+
+def _strings(name: str, value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(item, str) for item in items):
+        raise BadRequest(f"{name} must be a string or a list of strings")
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def parse_push(args: MultiDict[str, str], body: Mapping[str, Any] | None) -> PushInput:
+    """Query string and JSON body, body winning per field. Unknown fields are
+    refused so that a typo (``dataSets``) does not silently push everything."""
+    unknown = sorted(set(args) - set(PARAMS)) + sorted(set(body or {}) - set(PARAMS))
+    if unknown:
+        raise BadRequest(f"unknown parameter(s) {', '.join(unknown)}: use {', '.join(PARAMS)}")
+    raw: dict[str, Any] = {name: args.getlist(name) for name in PARAMS if name in args}
+    for name in ("orgUnit", "dryRun"):
+        if len(raw.get(name, [])) > 1:
+            raise BadRequest(f"give {name} once")
+        if name in raw:
+            raw[name] = raw[name][0]
+    raw.update(body or {})
+
+    periods = []
+    for text in _strings("period", raw.get("period", [])):
+        try:
+            periods.append(Month.parse(text))
+        except PeriodError as exc:
+            raise BadRequest(str(exc)) from None
+    data_sets = _strings("dataSet", raw.get("dataSet", []))
+    bad = [ds for ds in data_sets if not _UID.match(ds)]
+    if bad:
+        raise BadRequest(
+            f"dataSet {bad[0]!r} is not a DHIS2 id (11 letters/digits, starting with a letter)"
+        )
+    org_unit = raw.get("orgUnit")
+    if org_unit is not None:
+        if not isinstance(org_unit, str) or not _UID.match(org_unit.strip()):
+            raise BadRequest(
+                f"orgUnit {org_unit!r} is not a DHIS2 id"
+                " (11 letters/digits, starting with a letter)"
+            )
+        org_unit = org_unit.strip()
+    dry_run = _dry_run(raw["dryRun"]) if raw.get("dryRun") is not None else None
+    return PushInput(sorted(set(periods)), list(dict.fromkeys(data_sets)), org_unit, dry_run)
+
+
+def parse_last_run_at(value: str | None) -> datetime | None:
+    """Core's poller stamps its trigger time; a rerun replays the stored header,
+    so the run without a period pushes the same month as the original."""
+    if not value:
+        return None
+    match = _JS_DATE.match(value.strip())
+    if match:
+        mon, day, year, hh, mm, ss, sign, oh, om = match.groups()
+        if mon not in _MONTHS:
+            return None
+        offset = timedelta(hours=int(oh), minutes=int(om)) * (1 if sign == "+" else -1)
+        try:
+            return datetime(
+                int(year),
+                _MONTHS.index(mon) + 1,
+                int(day),
+                int(hh),
+                int(mm),
+                int(ss),
+                tzinfo=timezone(offset),
+            )
+        except ValueError:
+            return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass
+class AppState:
+    """What /health shows and what the schedule checks; guarded by ``lock``."""
+
+    run_lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: int = 0
+    waiting: int = 0
+    last_run: dict[str, Any] | None = None
+    last_request_at: datetime | None = None
+
+
+def _default_background(work: Callable[[], None]) -> None:
+    # not a daemon: a shutdown waits for the run and its transaction update
+    threading.Thread(target=work, name="async-run", daemon=False).start()
+
+
+class PushService:
+    """The push endpoint's logic, outside Flask so the schedule can call it too."""
+
+    def __init__(
+        self,
+        *,
+        registration: Mapping[str, Any],
+        console: ConsoleConfig,
+        env: Mapping[str, str] | None,
+        runner: Runner,
+        agent: OpenhimAgent | None,
+        clock: Callable[[], datetime],
+        background: Background,
+    ) -> None:
+        self.registration = registration
+        self.urn = str(registration["urn"])
+        self.defaults: Mapping[str, Any] = registration.get("config", {})
+        self.console = console
+        self.env = env
+        self.runner = runner
+        self.agent = agent
+        self.clock = clock
+        self.background = background
+        self.state = AppState()
+
+    def effective(self) -> Effective:
+        return resolve(
+            self.env if self.env is not None else os.environ, self.console.current(), self.defaults
+        )
+
+    def _reply(self, envelope: Mapping[str, Any]) -> Response:
+        status = int(envelope["response"]["status"])
+        return Response(
+            json.dumps(envelope, ensure_ascii=False), status=status, content_type=CONTENT_TYPE
+        )
+
+    def _fail(self, status: int, message: str, extra: Mapping[str, str] | None = None) -> Response:
+        env = self.env if self.env is not None else os.environ
+        secrets = [v for k, v in env.items() if re.search("PASSWORD|TOKEN", k) and v]
+        return self._reply(
+            error_envelope(
+                urn=self.urn,
+                http_status=status,
+                message=message,
+                now=self.clock(),
+                secrets=secrets,
+                extra_properties=extra,
+            )
+        )
+
+    def handle(self) -> Response:
+        arrived = self.clock()
+        with self.state.lock:
+            self.state.last_request_at = arrived
+        try:
+            body = self._json_body()
+            push = parse_push(request.args, body)
+        except BadRequest as exc:
+            return self._fail(400, str(exc))
+        try:
+            effective = self.effective()
+        except ConfigError as exc:
+            return self._fail(500, f"configuration problem: {exc}")
+        extra: dict[str, str] = {}
+        if not push.periods:
+            reference = parse_last_run_at(request.headers.get(LAST_RUN_HEADER))
+            if reference is None or reference > arrived + timedelta(minutes=5):
+                reference = arrived
+            push.periods = [Month.previous_completed(effective.runtime.timezone, now=reference)]
+            extra["period source"] = f"previous completed month in {effective.runtime.timezone}"
+        parent = request.headers.get("parentID")
+        if parent:
+            extra["rerun of"] = parent
+        transaction = request.headers.get(TRANSACTION_HEADER)
+        run_request = RunRequest(
+            periods=push.periods,
+            data_sets=push.data_sets,
+            org_unit=push.org_unit,
+            dry_run=push.dry_run,
+            trigger="openhim" if transaction else "http",
+        )
+        if effective.async_mode and transaction and self.agent is not None:
+            self.background(
+                lambda: self._run_and_report(run_request, effective, transaction, extra)
+            )
+            props = {
+                "period": ", ".join(p.tag for p in push.periods),
+                "data sets": ", ".join(push.data_sets) or "configured",
+                **extra,
+            }
+            return self._reply(
+                processing_envelope(
+                    urn=self.urn, run_id=transaction, properties=props, now=self.clock()
+                )
+            )
+        if effective.async_mode and not transaction:
+            log.info(
+                "async mode is on but the request has no %s: answering synchronously",
+                TRANSACTION_HEADER,
+            )
+        return self._reply(self.run(run_request, effective, extra, transaction))
+
+    def _json_body(self) -> dict[str, Any] | None:
+        if request.method != "POST":
+            return None
+        data = request.get_data(cache=True)
+        if not data.strip():
+            return None
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(
+                f"the request body is not valid JSON ({exc});"
+                " send a JSON object or use the query string"
+            ) from None
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return body
+
+    def run(
+        self,
+        run_request: RunRequest,
+        effective: Effective,
+        extra: Mapping[str, str] | None = None,
+        transaction: str | None = None,
+    ) -> dict[str, Any]:
+        """One run under the process-wide run lock; always returns an envelope."""
+        secrets = secrets_of(effective.runtime)
+        with self.state.lock:
+            self.state.waiting += 1
+        with self.state.run_lock:
+            with self.state.lock:
+                self.state.waiting -= 1
+                self.state.running += 1
+            try:
+                report = self.runner(run_request, effective.runtime)
+            except RunInputError as exc:  # e.g. a data set CHT does not define
+                self._remember(None, "Failed", transaction, run_request.trigger)
+                return error_envelope(
+                    urn=self.urn,
+                    http_status=400,
+                    message=str(exc),
+                    now=self.clock(),
+                    secrets=secrets,
+                    extra_properties=extra,
+                )
+            except Exception as exc:
+                log.exception("the run stopped on an unexpected error")
+                message = Scrubber(secrets).text(
+                    f"the run stopped on an unexpected error: {type(exc).__name__}: {exc}"
+                )
+                self._remember(None, "Failed", transaction, run_request.trigger)
+                return error_envelope(
+                    urn=self.urn,
+                    http_status=500,
+                    message=message,
+                    now=self.clock(),
+                    secrets=secrets,
+                    extra_properties=extra,
+                )
+            finally:
+                with self.state.lock:
+                    self.state.running -= 1
+        self._remember(report, report.status, transaction, run_request.trigger)
+        return run_envelope(
+            report,
+            urn=self.urn,
+            secrets=secrets,
+            cht_url=effective.runtime.cht.url,
+            extra_properties=extra,
+            now=self.clock(),
+        )
+
+    def _remember(
+        self, report: RunReport | None, status: str, transaction: str | None, trigger: str
+    ) -> None:
+        finished = report.finished if report and report.finished else self.clock()
+        with self.state.lock:
+            self.state.last_run = {
+                "run_id": report.run_id if report else None,
+                "status": status,
+                "trigger": trigger,
+                "periods": report.periods if report else [],
+                "finished": finished.isoformat(),
+                "transaction_id": transaction,
+            }
+
+    def _run_and_report(
+        self,
+        run_request: RunRequest,
+        effective: Effective,
+        transaction: str,
+        extra: Mapping[str, str],
+    ) -> None:
+        try:
+            envelope = self.run(run_request, effective, extra, transaction)
+            assert self.agent is not None  # noqa: S101 - checked before scheduling
+            self.agent.report_transaction(transaction, transaction_update(envelope))
+        except Exception:
+            log.exception("async run for transaction %s could not be reported", transaction)
+
+    def health(self) -> dict[str, Any]:
+        config: dict[str, Any]
+        try:
+            effective = self.effective()
+            config = {
+                "ok": True,
+                "pinned_by_environment": effective.pinned_by_environment,
+                "async_mode": effective.async_mode,
+            }
+        except ConfigError as exc:
+            config = {"ok": False, "error": Scrubber().text(str(exc))}
+        with self.state.lock:
+            last_run = dict(self.state.last_run) if self.state.last_run else None
+            running, waiting = self.state.running, self.state.waiting
+        return {
+            "status": "ok",
+            "urn": self.urn,
+            "version": self.registration.get("version"),
+            "running": running > 0,
+            "waiting": waiting,
+            "last_run": last_run,
+            "openhim": self.agent.status()
+            if self.agent
+            else {"configured": False, "registered": False},
+            "config": config,
+        }
+
+
+def create_app(
+    *,
+    registration: Mapping[str, Any] | None = None,
+    console: ConsoleConfig | None = None,
+    env: Mapping[str, str] | None = None,
+    runner: Runner = execute,
+    agent: OpenhimAgent | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    background: Background = _default_background,
+) -> Flask:
+    """Build the mediator's Flask app.
+
+    ``env`` None reads ``os.environ`` per request; ``console`` is shared with the
+    OpenHIM agent that fills it from heartbeats; ``runner`` and ``clock`` are
+    injectable so tests need neither CHT, DHIS2 nor a frozen system clock.
+    """
+    registration = registration if registration is not None else load_registration(env=env)
+    console = console or ConsoleConfig(registration.get("configDefs", []))
+    service = PushService(
+        registration=registration,
+        console=console,
+        env=env,
+        runner=runner,
+        agent=agent,
+        clock=clock,
+        background=background,
+    )
+    app = Flask(__name__)
+    app.extensions["mediator"] = service
+
+    @app.route(PUSH_PATH, methods=["GET", "POST"])
+    def push() -> Response:
+        try:
+            return service.handle()
+        except Exception:  # the envelope, never an HTML 500 with a stack trace
+            log.exception("push endpoint failed")
+            return service._fail(500, "internal error in the mediator; see its log")
+
+    @app.route("/health", methods=["GET"])
+    def health() -> Response:
+        return Response(json.dumps(service.health()), status=200, content_type="application/json")
+
+    return app
+
+
+__all__ = ["INNER_STATUS", "BadRequest", "PushService", "Runner", "create_app", "parse_push"]

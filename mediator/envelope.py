@@ -1,0 +1,404 @@
+"""RunReport → the ``application/json+openhim`` envelope OpenHIM core stores.
+
+Rules from core's transaction schema and router (reference §4): every body is
+a string; every orchestration has a ``name`` and a ``request.timestamp``;
+timestamps carry a time zone; ``properties`` are flat strings with no ``.`` or
+``$`` in keys (MongoDB field names). The console cuts each body at 15,000
+characters and core caps one transaction's bodies at 15 MiB, storing the
+envelope twice (our orchestrations, then core's copy of the raw envelope), so
+each body is capped here and the whole envelope stays far below that.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from .models import Exchange, utcnow
+from .report import RunReport
+
+CONTENT_TYPE = "application/json+openhim"
+MASK = "**********"
+BODY_LIMIT = 15_000
+TOTAL_BODY_BUDGET = 5 * 1024 * 1024  # bytes of all bodies; core stores them twice, cap 15 MiB
+MAX_ORCHESTRATIONS = 200
+MIN_SECRET_LENGTH = 4  # shorter values would blank ordinary words everywhere
+LIST_CAP = 50  # conflicts / rejected rows kept per data set in the response body
+
+EnvelopeStatus = Literal[
+    "Processing", "Failed", "Completed", "Successful", "Completed with error(s)"
+]
+
+# Inner response status per run status: Failed is 5xx so channel alerts on
+# 500/5xx fire; partial success is 207, 2xx for clients but alertable on its own.
+INNER_STATUS: dict[str, int] = {
+    "Successful": 200,
+    "Completed with error(s)": 207,
+    "Failed": 500,
+}
+
+_SECRET_HEADER = re.compile(r"authorization|cookie|token|password|secret|api-?key|auth-", re.I)
+_SECRET_PARAM = re.compile(r"pass|token|secret|key|auth", re.I)
+_AUTH_SCHEME = re.compile(r"\b(Basic|Bearer|ApiToken|Token)\s+[A-Za-z0-9+/=._~-]{6,}", re.I)
+_URL_USERINFO = re.compile(r"(https?://)[^/@\s:]+:[^/@\s]+@", re.I)
+
+
+def iso(moment: datetime | None = None) -> str:
+    """ISO 8601 with a time zone: core's JS ``Date`` reads a bare time as local time."""
+    moment = moment or utcnow()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def truncate(text: str, limit: int = BODY_LIMIT) -> str:
+    """Cut ``text`` to ``limit`` characters in all, saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    marker = f"\n[truncated by mediator: {limit} of {len(text)} characters kept]"
+    return text[: max(0, limit - len(marker))] + marker
+
+
+class Scrubber:
+    """Masks credentials: known secret values, auth headers, auth query params."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        unique = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
+        self._secrets = sorted(unique, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        value = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {MASK}", value)
+        return _URL_USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", value)
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        return {
+            k: MASK if _SECRET_HEADER.search(k) else self.text(str(v)) for k, v in headers.items()
+        }
+
+    def querystring(self, query: str) -> str:
+        if not query:
+            return ""
+        pairs = parse_qsl(query, keep_blank_values=True)
+        masked = [(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs]
+        return self.text(urlencode(masked, safe=",:*"))
+
+    def deep(self, value: Any) -> Any:
+        """Scrub every string in a JSON-like value (the last line of defence)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.deep(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.deep(v) for k, v in value.items()}
+        return value
+
+
+def _key(text: str) -> str:
+    return text.replace(".", "_").replace("$", "_")
+
+
+def properties(report: RunReport) -> dict[str, str]:
+    """Flat strings an operator scans in the console's Properties box."""
+    totals = report.totals()
+    skipped: dict[str, Counter[str]] = {}  # data set -> reason -> docs, all periods
+    counted: Counter[str] = Counter()
+    for read in report.cht:
+        counted.update(read.docs_counted)
+        for data_set, reasons in read.skipped.items():
+            skipped.setdefault(data_set, Counter()).update(reasons)
+    props: dict[str, str] = {
+        "run id": report.run_id,
+        "status": report.status,
+        "trigger": report.trigger,
+        "period": ", ".join(report.periods) or "-",
+        "data sets": ", ".join(report.data_sets) or "-",
+        "org unit filter": report.org_unit or "all",
+        "dry run": "true" if report.dry_run else "false",
+        "imported": str(totals.imported),
+        "updated": str(totals.updated),
+        "ignored": str(totals.ignored),
+        "deleted": str(totals.deleted),
+        "conflicts": str(sum(len(r.conflicts) for r in report.results)),
+        "rejected rows": str(sum(len(r.rejected) for r in report.results)),
+        "values sent": str(sum(r.values_sent for r in report.results)),
+        "values unchanged": str(sum(r.values_unchanged for r in report.results)),
+        "org units": str(sum(c.places for c in report.cht)),
+        "target docs read": str(sum(c.target_docs for c in report.cht)),
+    }
+    # the same doc is skipped once per data set: totals are per data set, never summed
+    if len(skipped) <= 1:
+        reasons = next(iter(skipped.values()), Counter())
+        props["docs skipped"] = str(sum(reasons.values()))
+        for reason, count in sorted(reasons.items()):
+            props[_key(f"skipped {reason}")] = str(count)
+    else:
+        props["docs skipped"] = ", ".join(f"{ds}: {sum(c.values())}" for ds, c in skipped.items())
+        for data_set, reasons in skipped.items():
+            for reason, count in sorted(reasons.items()):
+                props[_key(f"skipped {data_set} {reason}")] = str(count)
+    if counted:
+        props["docs counted"] = ", ".join(f"{ds}: {n}" for ds, n in counted.items())
+    several_periods = len({r.period for r in report.results}) > 1
+    for result in report.results:
+        label = f"data set {result.data_set}" + (f" {result.period}" if several_periods else "")
+        state = result.status + (f": {result.error}" if result.error else "")
+        props[_key(label)] = truncate(state, 500)
+    errors = [f.message for f in report.findings if f.level == "error"]
+    errors += [f"CHT {c.period}: {c.error}" for c in report.cht if c.error]
+    errors += [
+        f"{r.data_set} {r.period}: {r.error}"
+        for r in report.results
+        if r.status == "error" and r.error
+    ]
+    if errors:
+        props["error"] = truncate(errors[0], 500)
+    return props
+
+
+def report_body(report: RunReport, limit: int = BODY_LIMIT) -> str:
+    """The run report as JSON text. Long lists are cut first so the body stays
+    valid JSON; only a report still too long is truncated as text."""
+    data: dict[str, Any] = {"status": report.status, **report.model_dump(mode="json")}
+    data["totals"] = report.totals().model_dump()
+    text = json.dumps(data, ensure_ascii=False)
+    if len(text) <= limit:
+        return text
+    for result in data.get("results", []):
+        for name in ("conflicts", "rejected", "preflight"):
+            items = result.get(name, [])
+            if len(items) > LIST_CAP:
+                result[name] = items[:LIST_CAP]
+                result[f"{name}_omitted"] = len(items) - LIST_CAP
+    for finding in data.get("findings", []):
+        if len(finding.get("ids", [])) > LIST_CAP:
+            finding["ids_omitted"] = len(finding["ids"]) - LIST_CAP
+            finding["ids"] = finding["ids"][:LIST_CAP]
+    return truncate(json.dumps(data, ensure_ascii=False), limit)
+
+
+def _request(ex: Exchange, scrub: Scrubber) -> dict[str, Any]:
+    parts = urlsplit(ex.url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return {
+        "host": parts.hostname or "",
+        "port": str(port),
+        "path": ex.path or parts.path,
+        "querystring": scrub.querystring(ex.querystring or parts.query),
+        "method": ex.method.upper(),
+        "headers": scrub.headers(ex.request_headers),
+        "body": truncate(scrub.text(ex.request_body)),
+        "timestamp": iso(ex.started),
+    }
+
+
+def _orchestration(ex: Exchange, scrub: Scrubber) -> dict[str, Any]:
+    orch: dict[str, Any] = {
+        "name": ex.name or f"{ex.method} {ex.path}",
+        "request": _request(ex, scrub),
+    }
+    if ex.status is not None:
+        orch["response"] = {
+            "status": ex.status,
+            "headers": scrub.headers(ex.response_headers),
+            "body": truncate(scrub.text(ex.response_body)),
+            "timestamp": iso(ex.finished or ex.started),
+        }
+    if ex.error:
+        orch["error"] = {"message": truncate(scrub.text(ex.error), 2000), "stack": ""}
+    return orch
+
+
+def _is_cht(ex: Exchange, cht_url: str | None) -> bool:
+    if cht_url and ex.url.startswith(cht_url.rstrip("/")):
+        return True
+    return ex.name.lower().startswith("cht")
+
+
+def _cht_summary(exchanges: list[Exchange], report: RunReport, scrub: Scrubber) -> dict[str, Any]:
+    """One orchestration for all CHT reads: a national run makes thousands."""
+    first, last = exchanges[0], exchanges[-1]
+    statuses = Counter(str(ex.status) if ex.status is not None else "no answer" for ex in exchanges)
+    paths = Counter(ex.path for ex in exchanges)
+    failed = [ex for ex in exchanges if ex.error or (ex.status or 0) >= 400]
+    summary = {
+        "requests": len(exchanges),
+        "statuses": dict(statuses),
+        "paths": dict(paths.most_common(20)),
+        "reads": [read.model_dump(mode="json") for read in report.cht],
+        "first_errors": [
+            {"path": ex.path, "status": ex.status, "error": ex.error} for ex in failed[:5]
+        ],
+    }
+    worst = max((ex.status or 0 for ex in exchanges), default=200)
+    orch = {
+        "name": f"CHT reads ({len(exchanges)} requests)",
+        "request": {**_request(first, scrub), "body": ""},
+        "response": {
+            "status": worst if worst else 502,
+            "headers": {"content-type": "application/json"},
+            "body": truncate(scrub.text(json.dumps(summary, ensure_ascii=False))),
+            "timestamp": iso(last.finished or last.started),
+        },
+    }
+    if failed and failed[0].error:
+        orch["error"] = {"message": truncate(scrub.text(failed[0].error or ""), 2000), "stack": ""}
+    return orch
+
+
+def orchestrations(
+    report: RunReport, scrub: Scrubber, cht_url: str | None = None
+) -> list[dict[str, Any]]:
+    """CHT reads summarised; every other request (DHIS2) with its bodies, in order."""
+    cht = [ex for ex in report.exchanges if _is_cht(ex, cht_url)]
+    others = [ex for ex in report.exchanges if not _is_cht(ex, cht_url)]
+    result: list[dict[str, Any]] = [_cht_summary(cht, report, scrub)] if cht else []
+    keep = others[:MAX_ORCHESTRATIONS]
+    result.extend(_orchestration(ex, scrub) for ex in keep)
+    rest = others[MAX_ORCHESTRATIONS:]
+    if rest:
+        statuses = Counter(str(ex.status) for ex in rest)
+        result.append(
+            {
+                "name": f"{len(rest)} more requests (bodies not kept)",
+                "request": {**_request(rest[0], scrub), "body": ""},
+                "response": {
+                    "status": max((ex.status or 0 for ex in rest), default=0) or 502,
+                    "headers": {},
+                    "body": json.dumps({"statuses": dict(statuses)}),
+                    "timestamp": iso(rest[-1].finished or rest[-1].started),
+                },
+            }
+        )
+    _enforce_budget(result)
+    return result
+
+
+def _enforce_budget(orchs: list[dict[str, Any]], budget: int = TOTAL_BODY_BUDGET) -> None:
+    used = 0
+    for orch in orchs:
+        for part in ("request", "response"):
+            section = orch.get(part)
+            if not section or not section.get("body"):
+                continue
+            size = len(section["body"].encode("utf-8"))
+            if used + size > budget:
+                section["body"] = "[omitted by mediator: envelope body budget reached]"
+            else:
+                used += size
+
+
+def _response(status: int, body: str, now: datetime) -> dict[str, Any]:
+    return {
+        "status": status,
+        "headers": {"content-type": "application/json"},
+        "body": body,
+        "timestamp": iso(now),
+    }
+
+
+def run_envelope(
+    report: RunReport,
+    *,
+    urn: str,
+    secrets: Iterable[str] = (),
+    cht_url: str | None = None,
+    extra_properties: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The envelope for a finished run."""
+    scrub = Scrubber(secrets)
+    now = now or report.finished or utcnow()
+    status = report.status
+    envelope: dict[str, Any] = {
+        "x-mediator-urn": urn,
+        "status": status,
+        "response": _response(INNER_STATUS[status], report_body(report), now),
+        "orchestrations": orchestrations(report, scrub, cht_url),
+        "properties": {**properties(report), **(extra_properties or {})},
+    }
+    if status == "Failed":
+        # `error` makes core queue the transaction for auto-retry when the channel
+        # enables it; runs are idempotent per period (DHIS2 upserts), so that is safe.
+        envelope["error"] = {"message": envelope["properties"].get("error", "run failed")}
+    return dict(scrub.deep(envelope))
+
+
+def error_envelope(
+    *,
+    urn: str,
+    http_status: int,
+    message: str,
+    now: datetime | None = None,
+    secrets: Iterable[str] = (),
+    extra_properties: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A request that never became a run (bad input 400, configuration or crash 500).
+    No ``error`` key for 4xx: retrying the same bad request cannot help."""
+    scrub = Scrubber(secrets)
+    body = json.dumps({"status": "Failed", "error": message}, ensure_ascii=False)
+    envelope: dict[str, Any] = {
+        "x-mediator-urn": urn,
+        "status": "Failed",
+        "response": _response(http_status, truncate(body), now or utcnow()),
+        "orchestrations": [],
+        "properties": {"status": "Failed", "error": truncate(message, 500)},
+    }
+    envelope["properties"].update(extra_properties or {})
+    if http_status >= 500:
+        envelope["error"] = {"message": truncate(message, 2000)}
+    return dict(scrub.deep(envelope))
+
+
+def processing_envelope(
+    *, urn: str, run_id: str, properties: Mapping[str, str], now: datetime | None = None
+) -> dict[str, Any]:
+    """Async mode: answer at once; the transaction is updated when the run ends."""
+    body = json.dumps({"status": "Processing", "run_id": run_id})
+    return {
+        "x-mediator-urn": urn,
+        "status": "Processing",
+        "response": _response(202, body, now or utcnow()),
+        "orchestrations": [],
+        "properties": {"status": "Processing", "run id": run_id, **properties},
+    }
+
+
+def transaction_update(envelope: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of ``PUT /transactions/:id`` that replaces the Processing answer."""
+    update = {
+        key: envelope[key]
+        for key in ("status", "response", "orchestrations", "properties", "error")
+        if key in envelope
+    }
+    return update
+
+
+def transaction_document(
+    envelope: Mapping[str, Any],
+    *,
+    request: Mapping[str, Any],
+    channel_id: str | None,
+) -> dict[str, Any]:
+    """A whole transaction for ``POST /transactions``, for a run that did not come
+    through core (the schedule's fallback). Rerunnable only with a channel."""
+    doc: dict[str, Any] = {
+        "status": envelope["status"],
+        "request": dict(request),
+        "response": envelope["response"],
+        "orchestrations": envelope.get("orchestrations", []),
+        "properties": envelope.get("properties", {}),
+        "canRerun": channel_id is not None,
+    }
+    if channel_id is not None:
+        doc["channelID"] = channel_id
+    if "error" in envelope:
+        doc["error"] = envelope["error"]
+    return doc

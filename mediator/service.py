@@ -1,0 +1,223 @@
+"""``serve()``: the long-running mediator (``python -m mediator serve``).
+
+Wires the Flask app, OpenHIM registration (background thread, back-off), the
+10 s heartbeat (APScheduler job) and the optional internal schedule
+(``MEDIATOR_SCHEDULE``, a 5-field cron in ``MEDIATOR_TIMEZONE``). A scheduled
+run goes through OpenHIM core by triggering the polling channel, so it is an
+ordinary, rerunnable transaction; only when that is impossible does the
+mediator run itself and record the transaction with ``POST /transactions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
+    BackgroundScheduler,
+)
+from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+from werkzeug.serving import make_server
+
+from .app import PUSH_PATH, PushService, Runner, create_app
+from .config import ConfigError, MediatorSettings, OpenhimSettings
+from .console_config import ConsoleConfig, load_registration, validate_config
+from .envelope import error_envelope, iso, transaction_document
+from .models import utcnow
+from .openhim import OpenhimAgent, OpenhimClient, OpenhimError
+from .periods import Month
+from .run import RunRequest, execute
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_ENV = "MEDIATOR_SCHEDULE"
+SCHEDULE_CHANNEL_ENV = "MEDIATOR_SCHEDULE_CHANNEL"
+
+
+def polling_channel_name(registration: Mapping[str, Any]) -> str | None:
+    for channel in registration.get("defaultChannelConfig", []):
+        if channel.get("type") == "polling":
+            return str(channel["name"])
+    return None
+
+
+class ScheduledRun:
+    """The internal schedule's job: through core if possible, locally otherwise."""
+
+    def __init__(
+        self,
+        service: PushService,
+        agent: OpenhimAgent | None,
+        channel_name: str | None,
+        route: Mapping[str, str],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.service = service
+        self.agent = agent
+        self.channel_name = channel_name
+        self.route = route
+        self.clock = clock
+
+    def __call__(self) -> None:
+        try:
+            self._run()
+        except Exception:  # the scheduler must live on for next month
+            log.exception("scheduled run failed")
+
+    def _run(self) -> None:
+        started = self.clock()
+        channel_id: str | None = None
+        if self.agent is not None and self.channel_name:
+            try:
+                channel_id = self.agent.trigger_channel(self.channel_name)
+            except OpenhimError as exc:
+                reached = self.service.state.last_request_at
+                if reached is not None and reached >= started:
+                    # core answers 500 when the route answered a Failed run: the
+                    # run happened and its transaction is in OpenHIM
+                    log.info("scheduled run went through OpenHIM (trigger said: %s)", exc)
+                    return
+                log.warning(
+                    "could not trigger channel %r: %s; running here", self.channel_name, exc
+                )
+            else:
+                if channel_id is not None:
+                    log.info("scheduled run triggered through channel %r", self.channel_name)
+                    return
+                log.warning("no OpenHIM channel named %r; running here", self.channel_name)
+        self._run_locally(started, channel_id)
+
+    def _run_locally(self, started: datetime, channel_id: str | None) -> None:
+        try:
+            effective = self.service.effective()
+        except ConfigError as exc:
+            envelope = error_envelope(
+                urn=self.service.urn, http_status=500, message=f"configuration problem: {exc}"
+            )
+            period = ""
+        else:
+            month = Month.previous_completed(effective.runtime.timezone, now=started)
+            period = month.tag
+            request = RunRequest(periods=[month], trigger="schedule")
+            envelope = self.service.run(request, effective, {"trigger": "mediator schedule"})
+        log.info("scheduled run finished: %s", envelope["status"])
+        if self.agent is None:
+            return
+        document = transaction_document(
+            envelope,
+            request={
+                **self.route,
+                "method": "GET",
+                "querystring": f"period={period}" if period else "",
+                "headers": {},
+                "body": "",
+                "timestamp": iso(started),
+            },
+            channel_id=channel_id,
+        )
+        try:
+            self.agent.client.create_transaction(document)
+        except OpenhimError as exc:
+            log.error("could not record the scheduled run in OpenHIM: %s", exc)
+
+
+def build(
+    env: Mapping[str, str] | None = None, runner: Runner = execute
+) -> tuple[Any, BackgroundScheduler, OpenhimAgent | None]:
+    """App, scheduler (not started) and agent, wired as ``serve()`` runs them."""
+    source = os.environ if env is None else env
+    mediator = MediatorSettings.from_env(source)
+    openhim = OpenhimSettings.from_env(source)
+    registration = load_registration(env=source)
+    defs = registration.get("configDefs", [])
+    shipped = validate_config(registration.get("config", {}), defs)
+    if shipped.problems or shipped.unknown:
+        raise ConfigError(
+            "mediator-config.json: config does not match configDefs: "
+            f"{shipped.problems + shipped.unknown}"
+        )
+    console = ConsoleConfig(defs)
+    agent: OpenhimAgent | None = None
+    if openhim.url:
+        agent = OpenhimAgent(OpenhimClient(openhim), registration, console)
+    else:
+        log.warning("OPENHIM_URL is not set: not registering; answering HTTP requests only")
+    app = create_app(
+        registration=registration, console=console, env=env, runner=runner, agent=agent
+    )
+    service: PushService = app.extensions["mediator"]
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    if agent is not None:
+        scheduler.add_job(
+            agent.heartbeat,
+            "interval",
+            seconds=openhim.heartbeat_seconds,
+            id="openhim-heartbeat",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+    cron = source.get(SCHEDULE_ENV, "").strip()
+    if cron:
+        tz = source.get("MEDIATOR_TIMEZONE", "").strip() or "UTC"
+        try:
+            trigger = CronTrigger.from_crontab(cron, timezone=tz)
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"{SCHEDULE_ENV}={cron!r} is not a 5-field cron: {exc}") from None
+        channel = source.get(SCHEDULE_CHANNEL_ENV, "").strip() or polling_channel_name(registration)
+        route = {"host": mediator.host, "port": str(mediator.port), "path": PUSH_PATH}
+        scheduler.add_job(
+            ScheduledRun(service, agent, channel, route),
+            trigger,
+            id="internal-schedule",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=3600,
+        )
+        log.info("internal schedule %r (%s) via channel %r", cron, tz, channel)
+    return app, scheduler, agent
+
+
+def serve(env: Mapping[str, str] | None = None) -> int:
+    """Run until SIGTERM/SIGINT. Returns a process exit code."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    source = os.environ if env is None else env
+    try:
+        mediator = MediatorSettings.from_env(source)
+        openhim = OpenhimSettings.from_env(source)
+        app, scheduler, agent = build(env)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    server = make_server(mediator.host, mediator.port, app, threaded=True)
+    scheduler.start()
+    if agent is not None and openhim.register_on_start:
+        agent.start()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping (signal %d)", signum)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    log.info("mediator listening on http://%s:%d", mediator.host, mediator.port)
+    try:
+        server.serve_forever()
+    finally:
+        if agent is not None:
+            agent.stop()
+        scheduler.shutdown(wait=False)
+        server.server_close()
+    return 0
