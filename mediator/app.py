@@ -49,6 +49,7 @@ TRANSACTION_HEADER = "X-OpenHIM-TransactionID"
 LAST_RUN_HEADER = "X-OpenHIM-LastRunAt"
 PARAMS = ("period", "dataSet", "orgUnit", "dryRun")
 _UID = re.compile(UID_PATTERN)
+SECRET_PARAM = re.compile(r".*(Password|Token)$")
 # JS Date.toString(), how core's poller sends X-OpenHIM-LastRunAt:
 # "Mon Jan 01 2024 02:00:00 GMT+0000 (Coordinated Universal Time)"
 _JS_DATE = re.compile(
@@ -212,6 +213,11 @@ class PushService:
     def _fail(self, status: int, message: str, extra: Mapping[str, str] | None = None) -> Response:
         env = self.env if self.env is not None else os.environ
         secrets = [v for k, v in env.items() if re.search("PASSWORD|TOKEN", k) and v]
+        secrets += [
+            v
+            for k, v in self.console.current().items()
+            if isinstance(v, str) and SECRET_PARAM.match(k)
+        ]
         return self._reply(
             error_envelope(
                 urn=self.urn,

@@ -366,7 +366,13 @@ class OpenhimAgent:
     def start(self) -> None:
         """Register on a background thread, so HTTP endpoints answer meanwhile."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            current = self._thread
+            # the registration thread itself may see a 404 on its first heartbeat
+            if (
+                current is not None
+                and current.is_alive()
+                and current is not threading.current_thread()
+            ):
                 return
             self._thread = threading.Thread(
                 target=self._register_then_beat, name="openhim-register", daemon=True

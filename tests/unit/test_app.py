@@ -424,3 +424,18 @@ def test_health_shows_registration_state() -> None:
     assert health["openhim"]["registered"] is False
     assert health["openhim"]["urn"] == "urn:mediator:cht-dhis2-aggregate"
     assert "pw-123" not in json.dumps(health)
+
+
+def test_a_password_saved_in_the_console_is_masked_too() -> None:
+    registration = load_registration(env={})
+    console = ConsoleConfig(registration["configDefs"])
+    console.apply({"chtPassword": "Console-Secret-3141"})
+    env = {k: v for k, v in ENV.items() if k != "CHT_PASSWORD"}
+
+    def crash(request: RunRequest, config: RuntimeConfig) -> RunReport:
+        assert config.cht.password is not None
+        raise RuntimeError(f"login failed for {config.cht.password.get_secret_value()}")
+
+    response = make_app(crash, env=env, console=console).test_client().get("/push?period=2024-01")
+    assert response.status_code == 500
+    assert "Console-Secret-3141" not in response.get_data(as_text=True)
