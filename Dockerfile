@@ -9,12 +9,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+# mediator/mediator-config.json is a link to the registration document at the top
+# level (urn, version, channels, configDefs): copy its target first so the
+# installed package carries it.
+COPY pyproject.toml README.md mediator-config.json ./
 COPY mediator ./mediator
 RUN pip install . && rm -rf /app/mediator /app/build
-
-# The registration document (urn, version, channels, configDefs) read at start-up.
-COPY mediator-config.json /app/mediator-config.json
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mediator
 USER mediator

@@ -119,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from .service import serve
 
-        serve()
-        return EXIT_OK
+        return serve()
     if args.command == "demo":
         try:
             from devstack.demo import run_demo
