@@ -34,12 +34,17 @@ class LocalStack:
     openhim: OpenhimStandIn | None = None
     deployment: dep.Deployment | None = None
     env: dict[str, str] = field(default_factory=dict)
+    openhim_down_at_start: bool = False  # to show registration surviving it
+    _own_couch: bool = True
     _mediator: ServerThread | None = None
     _scheduler: Any = None
     _agent: Any = None
 
     def start(self) -> LocalStack:
-        self.couch = CouchServer().start()
+        if self.couch is None:
+            self.couch = CouchServer().start()
+        else:
+            self._own_couch = False  # a shared server (tests): leave it running
         self.deployment = dep.build(self.months)
         self.couch.create_db(self.db)
         self.couch.bulk(self.db, self.deployment.docs)
@@ -47,6 +52,8 @@ class LocalStack:
         self.openhim = OpenhimStandIn(
             clients=[Client(ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD, roles=["cht-dhis2-admin"])]
         ).start()
+        if self.openhim_down_at_start:
+            self.openhim.down()
         port = free_port()
         self.env = {
             "CHT_URL": self.couch.url,
@@ -116,7 +123,10 @@ class LocalStack:
 
     def stop(self) -> None:
         self.stop_mediator()
-        for part in (self.openhim, self.dhis2, self.couch):
+        parts: list[Any] = [self.openhim, self.dhis2]
+        if self._own_couch:
+            parts.append(self.couch)
+        for part in parts:
             if part is not None:
                 try:
                     part.stop()
