@@ -97,9 +97,10 @@ class LocalStack:
         return self._mediator.url
 
     def wait_registered(self, urn: str, timeout: float = 30) -> dict[str, Any]:
-        assert self.openhim is not None
-        wait_for(lambda: self.openhim.mediator(urn) is not None, timeout, "mediator registration")
-        mediator = self.openhim.mediator(urn)
+        openhim = self.openhim
+        assert openhim is not None
+        wait_for(lambda: openhim.mediator(urn) is not None, timeout, "mediator registration")
+        mediator = openhim.mediator(urn)
         assert mediator is not None
         return mediator
 

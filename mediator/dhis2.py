@@ -227,6 +227,7 @@ class Dhis2Client:
             self._session.auth = (settings.username, settings.password.get_secret_value())
         self._info: SystemInfo | None = None
         self._meta: dict[str, DataSetMeta | None] = {}
+        self._username: str | None = settings.username if settings.token is None else None
         self._auth_failure: Dhis2AuthError | None = None
 
     def __enter__(self) -> Dhis2Client:
@@ -428,6 +429,21 @@ class Dhis2Client:
         )
         return self._info
 
+    def username(self) -> str | None:
+        """The DHIS2 user the mediator writes as (``storedBy`` of what it pushed).
+
+        With Basic auth it is the configured name; a token's owner is asked for once.
+        """
+        if self._username is None:
+            response = self._request(
+                "GET", "/api/me", name="DHIS2 current user", params=[("fields", "username")]
+            )
+            body = _json(response)
+            if response.status_code == 200 and isinstance(body, dict):
+                name = body.get("username") or (body.get("userCredentials") or {}).get("username")
+                self._username = str(name) if name else None
+        return self._username
+
     def data_set_metadata(self, data_set: str) -> DataSetMeta | None:
         """The data set as preflight needs it (one request, cached); None if DHIS2 has none."""
         if data_set in self._meta:
@@ -476,13 +492,16 @@ class Dhis2Client:
         org_units: Sequence[str],
         default_coc: str,
         findings: list[Finding] | None = None,
+        stored_by: dict[Key, str] | None = None,
     ) -> dict[Key, str]:
-        """Values DHIS2 holds for the data set and period at these org units."""
+        """Values DHIS2 holds for the data set and period at these org units
+        (and, into ``stored_by``, who stored each)."""
         held: dict[Key, str] = {}
+        who: dict[Key, str] = {} if stored_by is None else stored_by
         batches = _chunks(list(org_units), ORG_UNITS_PER_READ)
         for number, batch in enumerate(batches, start=1):
             name = f"DHIS2 dataValueSets GET (batch {number}/{len(batches)})"
-            self._read_batch(data_set, period, batch, default_coc, name, held, findings)
+            self._read_batch(data_set, period, batch, default_coc, name, held, findings, who)
         return held
 
     def _read_batch(
@@ -494,6 +513,7 @@ class Dhis2Client:
         name: str,
         held: dict[Key, str],
         findings: list[Finding] | None,
+        stored_by: dict[Key, str],
     ) -> None:
         params = [("dataSet", data_set), ("period", period)] + [("orgUnit", ou) for ou in batch]
         response = self._request("GET", "/api/dataValueSets", name=name, params=params)
@@ -516,11 +536,15 @@ class Dhis2Client:
                     str(value.get("attributeOptionCombo") or default_coc),
                 )
                 held[key] = str(text)
+                if value.get("storedBy"):
+                    stored_by[key] = str(value["storedBy"])
             return
         if response.status_code in (400, 404, 409) and len(batch) > 1:
             # One unknown or unreadable org unit spoils the batch: read them one by one.
             for ou in batch:
-                self._read_batch(data_set, period, [ou], default_coc, name, held, findings)
+                self._read_batch(
+                    data_set, period, [ou], default_coc, name, held, findings, stored_by
+                )
             return
         if response.status_code in (400, 404, 409) and findings is not None:
             findings.append(
@@ -618,19 +642,32 @@ class Dhis2Client:
         dry_run: bool = False,
         scope_org_units: list[str] | None = None,
         mapped: Iterable[tuple[str, str | None, str | None]] | None = None,
+        sweep_assigned: bool = False,
     ) -> DataSetResult:
         """Make DHIS2 hold exactly the engine's values for the mapped keys in scope.
 
         ``mapped`` (dataElement, COC, AOC) lists the rows the engine maps for the
         data set; by default the combinations present in ``rows``. Values of other
-        data elements in DHIS2 are never touched. Never raises Dhis2Error: a
-        failure is reported in the result.
+        data elements in DHIS2 are never touched. With ``sweep_assigned``, the org
+        units assigned to the data set that CHT no longer maps are in scope too,
+        but there only values this integration user stored (``storedBy``) are
+        cleared: a number a person typed for a non-CHT org unit is left alone.
+        Never raises Dhis2Error: a failure is reported in the result.
         """
         result = DataSetResult(
             data_set=data_set, period=period, dry_run=dry_run, values_computed=len(rows)
         )
         try:
-            self._push(result, data_set, period, rows, dry_run, scope_org_units or [], mapped)
+            self._push(
+                result,
+                data_set,
+                period,
+                rows,
+                dry_run,
+                scope_org_units or [],
+                mapped,
+                sweep_assigned,
+            )
         except Dhis2Error as exc:
             result.status = "error"
             result.error = str(exc)
@@ -645,6 +682,7 @@ class Dhis2Client:
         dry_run: bool,
         scope_org_units: list[str],
         mapped_rows: Iterable[tuple[str, str | None, str | None]] | None,
+        sweep_assigned: bool = False,
     ) -> None:
         result.dhis2_version = self.system_info().version
         pre = self.preflight(data_set, period, rows)
@@ -662,7 +700,24 @@ class Dhis2Client:
         )
         mapped: set[Combo] = {(de, coc or dflt, aoc or dflt) for de, coc, aoc in combos}
         scope = list(dict.fromkeys([r.orgUnit for r in rows] + list(scope_org_units)))
-        held = self.existing_values(data_set, period, scope, dflt, result.preflight)
+        swept: list[str] = []
+        if sweep_assigned:
+            meta = self.data_set_metadata(data_set)
+            owned = set(scope)
+            assigned = [u.id for u in meta.organisationUnits] if meta else []
+            swept = [ou for ou in assigned if ou not in owned]
+        stored_by: dict[Key, str] = {}
+        held = self.existing_values(
+            data_set, period, scope + swept, dflt, result.preflight, stored_by=stored_by
+        )
+        if swept:
+            me = self.username()
+            foreign = set(swept)
+            held = {
+                key: value
+                for key, value in held.items()
+                if key[1] not in foreign or (me is not None and stored_by.get(key) == me)
+            }
         protected: set[Key] = {
             (
                 r.dataElement,

@@ -44,6 +44,8 @@ class Pusher(Protocol):
         *,
         dry_run: bool = False,
         scope_org_units: list[str] | None = None,
+        mapped: list[tuple[str, str | None, str | None]] | None = None,
+        sweep_assigned: bool = False,
     ) -> DataSetResult: ...
 
     def close(self) -> None: ...
@@ -231,7 +233,16 @@ def _push_one(pusher: Pusher, data: PeriodData, data_set: str, dry_run: bool) ->
     agg = data.aggregations[data_set]
     rows = agg.data_values()
     try:
-        result = pusher.push(data_set, period, rows, dry_run=dry_run, scope_org_units=agg.org_units)
+        result = pusher.push(
+            data_set,
+            period,
+            rows,
+            dry_run=dry_run,
+            scope_org_units=agg.org_units,
+            mapped=[m.row for m in agg.mappings],
+            # an org unit CHT no longer maps keeps no stale numbers, unless one was asked for
+            sweep_assigned=agg.org_unit is None,
+        )
     except Exception as exc:  # noqa: BLE001 - one data set's failure must not stop the others
         return DataSetResult(
             data_set=data_set,
