@@ -25,7 +25,8 @@ class ConfigError(ValueError):
     """Configuration that cannot work; the message names the variable."""
 
 
-def _flag(value: str | None, default: bool) -> bool:
+def parse_flag(value: str | None, default: bool, name: str = "") -> bool:
+    """true/false, yes/no, on/off, 1/0; empty means ``default``."""
     if value is None or value.strip() == "":
         return default
     lowered = value.strip().lower()
@@ -33,7 +34,8 @@ def _flag(value: str | None, default: bool) -> bool:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise ConfigError(f"expected true or false, got {value!r}")
+    prefix = f"{name}: " if name else ""
+    raise ConfigError(f"{prefix}expected true or false, got {value!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -51,7 +53,7 @@ def _tls(env: Mapping[str, str], prefix: str) -> bool | str:
     bundle = env.get(f"{prefix}_CA_BUNDLE", "").strip()
     if bundle:
         return bundle
-    verify = _flag(env.get(f"{prefix}_VERIFY_TLS"), True)
+    verify = parse_flag(env.get(f"{prefix}_VERIFY_TLS"), True)
     if not verify:
         log.warning(
             "TLS certificate verification is OFF for %s (%s_VERIFY_TLS=false)", prefix, prefix
@@ -143,7 +145,7 @@ class Dhis2Settings(BaseModel):
                 chunk_size=_int(env, "DHIS2_CHUNK_SIZE", 500),
                 max_attempts=_int(env, "DHIS2_MAX_ATTEMPTS", 5),
                 max_retry_seconds=float(env.get("DHIS2_MAX_RETRY_SECONDS", "120")),
-                async_import=_flag(env.get("DHIS2_ASYNC_IMPORT"), False),
+                async_import=parse_flag(env.get("DHIS2_ASYNC_IMPORT"), False),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -167,7 +169,7 @@ class OpenhimSettings(BaseModel):
         verify: bool | str
         if bundle:
             verify = bundle
-        elif _flag(env.get("OPENHIM_TRUST_SELF_SIGNED"), False):
+        elif parse_flag(env.get("OPENHIM_TRUST_SELF_SIGNED"), False):
             log.warning(
                 "TLS certificate verification is OFF for OpenHIM (OPENHIM_TRUST_SELF_SIGNED)"
             )
@@ -183,7 +185,7 @@ class OpenhimSettings(BaseModel):
             password=SecretStr(password) if password else None,
             auth=auth,
             verify=verify,
-            register_on_start=_flag(env.get("OPENHIM_REGISTER"), url is not None),
+            register_on_start=parse_flag(env.get("OPENHIM_REGISTER"), url is not None),
             heartbeat_seconds=float(env.get("OPENHIM_HEARTBEAT_SECONDS", "10")),
         )
 
@@ -236,6 +238,6 @@ class RuntimeConfig(BaseModel):
             dhis2=Dhis2Settings.from_env(env) if need_dhis2 else None,
             data_sets=data_sets,
             value_choices=choices,
-            dry_run=_flag(env.get("MEDIATOR_DRY_RUN"), False),
+            dry_run=parse_flag(env.get("MEDIATOR_DRY_RUN"), False),
             timezone=env.get("MEDIATOR_TIMEZONE", "").strip() or "UTC",
         )

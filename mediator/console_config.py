@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .config import ConfigError, RuntimeConfig
+from .config import ConfigError, RuntimeConfig, parse_flag
 from .models import UID_PATTERN, utcnow
 
 log = logging.getLogger(__name__)
@@ -260,15 +260,6 @@ def _is_set(value: Any) -> bool:
     return not (value is None or value == "" or value == [] or value == {})
 
 
-def _flag(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"MEDIATOR_ASYNC: expected true or false, got {value!r}")
-
-
 @dataclass
 class Effective:
     """The configuration for one run, and where it came from."""
@@ -330,7 +321,7 @@ def resolve(
         raise ConfigError(
             f"MEDIATOR_TIMEZONE (console: timezone) {runtime.timezone!r} is not an IANA time zone"
         ) from None
-    async_mode = _flag(merged.get("MEDIATOR_ASYNC", "false") or "false")
+    async_mode = parse_flag(merged.get("MEDIATOR_ASYNC"), False, "MEDIATOR_ASYNC")
     return Effective(runtime, async_mode, pinned, sources)
 
 
