@@ -33,7 +33,7 @@ from .envelope import (
     run_envelope,
     transaction_update,
 )
-from .models import UID_PATTERN, utcnow
+from .models import is_uid, utcnow
 from .openhim import OpenhimAgent
 from .periods import Month, PeriodError
 from .report import RunReport
@@ -48,7 +48,6 @@ PUSH_PATH = "/push"
 TRANSACTION_HEADER = "X-OpenHIM-TransactionID"
 LAST_RUN_HEADER = "X-OpenHIM-LastRunAt"
 PARAMS = ("period", "dataSet", "orgUnit", "dryRun")
-_UID = re.compile(UID_PATTERN)
 SECRET_PARAM = re.compile(r".*(Password|Token)$")
 # JS Date.toString(), how core's poller sends X-OpenHIM-LastRunAt:
 # "Mon Jan 01 2024 02:00:00 GMT+0000 (Coordinated Universal Time)"
@@ -110,14 +109,14 @@ def parse_push(args: MultiDict[str, str], body: Mapping[str, Any] | None) -> Pus
         except PeriodError as exc:
             raise BadRequest(str(exc)) from None
     data_sets = _strings("dataSet", raw.get("dataSet", []))
-    bad = [ds for ds in data_sets if not _UID.match(ds)]
+    bad = [ds for ds in data_sets if not is_uid(ds)]
     if bad:
         raise BadRequest(
             f"dataSet {bad[0]!r} is not a DHIS2 id (11 letters/digits, starting with a letter)"
         )
     org_unit = raw.get("orgUnit")
     if org_unit is not None:
-        if not isinstance(org_unit, str) or not _UID.match(org_unit.strip()):
+        if not isinstance(org_unit, str) or not is_uid(org_unit.strip()):
             raise BadRequest(
                 f"orgUnit {org_unit!r} is not a DHIS2 id"
                 " (11 letters/digits, starting with a letter)"

@@ -29,7 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .config import ConfigError, RuntimeConfig, parse_flag
-from .models import UID_PATTERN, utcnow
+from .models import is_uid, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,6 @@ PARAM_ENV: dict[str, str] = {
 ENV_PARAM = {env: param for param, env in PARAM_ENV.items()}
 
 VALUE_CHOICES = ("total", "pass", "percent")
-_UID = re.compile(UID_PATTERN)
 _TARGET_ID = re.compile(r"^[^,=\s]+$")
 
 
@@ -141,7 +140,7 @@ def _check_meaning(param: str, value: Any) -> str | None:
     if param in ("chtUrl", "dhis2Url") and value and not value.startswith(("http://", "https://")):
         return "must start with http:// or https://"
     if param == "dataSets":
-        bad = [v for v in value if not _UID.match(v)]
+        bad = [v for v in value if not is_uid(v)]
         return f"has ids that are not DHIS2 uids: {bad}" if bad else None
     if param == "valueChoices":
         wrong = {

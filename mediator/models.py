@@ -7,6 +7,7 @@ layer can turn them into orchestrations without knowing any wire format.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # DHIS2 identifiers: 11 characters, a letter then 10 letters or digits.
 UID_PATTERN = r"^[a-zA-Z][a-zA-Z0-9]{10}$"
+_UID = re.compile(UID_PATTERN)
+
+
+def is_uid(text: object) -> bool:
+    """Whether ``text`` is a DHIS2 UID; checked before any id is placed in a URL."""
+    return isinstance(text, str) and _UID.fullmatch(text) is not None
 
 
 def utcnow() -> datetime:

@@ -174,3 +174,17 @@ def test_demo_command_runs_the_stack_and_exits_0():
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("status Successful") == 2
     assert "DHIS2 now holds" in done.stdout
+
+
+def test_async_mode_answers_processing_then_updates_the_transaction(stack_factory):
+    stack = stack_factory(extra_env={"MEDIATOR_ASYNC": "true"})
+    channel = polling_channel(stack)
+    tx = stack.openhim.fire_polling_channel(channel["_id"])
+    assert tx["status"] == "Processing"  # answered at once, before the run
+    wait_for(
+        lambda: stack.openhim.transaction(tx["_id"])["status"] != "Processing", 60, "tx update"
+    )
+    final = stack.openhim.transaction(tx["_id"])
+    assert final["status"] == "Successful"
+    assert int(final["properties"]["imported"]) == len(held(stack)) > 0
+    assert any(o["name"].startswith("DHIS2 dataValueSets POST") for o in final["orchestrations"])
