@@ -59,7 +59,7 @@ def test_dry_run_stores_nothing(env, capsys):
 
 
 def test_rejected_rows_exit_1(env, couch, capsys):
-    d2, db = env
+    _, db = env
     ghost = {"_id": "chu-ghost", "parent": {"_id": "district-1"}}
     docs = [
         {**ghost, "type": "health_center", "name": "Ghost", "dhis": {"orgUnit": "Zz9Unknown1"}},

@@ -1,0 +1,1 @@
+"""Benchmarks: national-scale figures for the README (see national.py)."""
