@@ -201,7 +201,24 @@ class ChtReader:
 
     def target_pages(self, month: Month) -> Iterator[list[Any]]:
         """The month's target docs, ``page_size`` at a time (never the month at once)."""
-        prefix = f"target~{month.tag}~"
+        return self._id_range_pages(f"target~{month.tag}~", f"CHT target docs {month.tag}")
+
+    def user_contacts(self) -> dict[str, str]:
+        """CHT users and their contact: ``user-settings`` docs (username -> contact id)."""
+        users: dict[str, str] = {}
+        for page in self._id_range_pages("org.couchdb.user:", "CHT user-settings"):
+            for doc in page:
+                if (
+                    isinstance(doc, dict)
+                    and doc.get("type") == "user-settings"
+                    and isinstance(doc.get("name"), str)
+                    and isinstance(doc.get("contact_id"), str)
+                ):
+                    users[doc["name"]] = doc["contact_id"]
+        return users
+
+    def _id_range_pages(self, prefix: str, name: str) -> Iterator[list[Any]]:
+        """Docs whose id starts with ``prefix``, paged through ``_all_docs``."""
         end = json.dumps(prefix + "\ufff0")
         start = json.dumps(prefix)
         size = self.settings.page_size
@@ -217,7 +234,7 @@ class ChtReader:
                     "include_docs": "true",
                     "limit": str(size + 1),
                 },
-                what=f"target docs of {month.tag}",
+                what=name,
             )
             rows = body.get("rows", [])
             page = rows[:size]
@@ -231,7 +248,7 @@ class ChtReader:
                 break
             start = json.dumps(rows[size]["id"])
         self._note(
-            f"CHT target docs {month.tag}",
+            name,
             "GET",
             f"/{self.settings.db}/_all_docs",
             f"startkey={prefix}&endkey={prefix}\\ufff0&include_docs=true&limit={size + 1}",
