@@ -216,6 +216,8 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
         fault = s.faults.take(request.method, request.path)
         if fault is not None:
             rec.fault = fault.kind
+            if fault.kind == "drop_after":
+                g.drop_after = True
             answer = _apply_fault(fault)
             if answer is not None:
                 return answer
@@ -243,19 +245,26 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
         if g.get("new_session") and g.get("user") is not None:
             sid = s.auth.new_session(g.user.username)
             resp.set_cookie("JSESSIONID", sid, path="/", httponly=True)
+        if g.get("drop_after"):
+            _drop_connection()
         return resp
+
+    def _drop_connection() -> None:
+        sock = request.environ.get("werkzeug.socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _apply_fault(fault: Fault) -> Response | None:
         if fault.kind == "delay":
             time.sleep(fault.seconds)
             return None
+        if fault.kind == "drop_after":
+            return None  # handled normally; the answer is lost in after()
         if fault.kind == "drop":
-            sock = request.environ.get("werkzeug.socket")
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _drop_connection()
             return Response(b"", status=500)
         headers = dict(fault.headers)
         if fault.retry_after is not None:
@@ -777,6 +786,7 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
                         seconds=float(raw.get("seconds", 0)),
                         retry_after=raw.get("retryAfter"),
                         body=raw.get("body"),
+                        skip=int(raw.get("skip", 0)),
                     )
                 )
             except (KeyError, ValueError) as exc:

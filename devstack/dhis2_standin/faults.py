@@ -8,6 +8,11 @@ optionally a method, and is used up after ``count`` requests. Kinds:
 - ``delay``: sleep ``seconds`` and then answer normally (for client timeouts).
 - ``garbage``: answer ``status`` with a non-JSON (HTML) body, as a proxy would.
 - ``drop``: read the request, then close the socket without answering.
+- ``drop_after``: handle the request normally (an import is stored), then close
+  the socket instead of answering: the client cannot know it landed.
+
+``skip`` lets that many matching requests through untouched first, so a fault
+can hit "the second chunk" of a push.
 
 The request is still recorded in the store's request log, with ``fault`` set,
 so a test can see that the client tried.
@@ -19,7 +24,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = {"status", "delay", "garbage", "drop"}
+KINDS = {"status", "delay", "garbage", "drop", "drop_after"}
 
 
 @dataclass
@@ -33,6 +38,7 @@ class Fault:
     retry_after: int | None = None
     body: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    skip: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method.upper():
@@ -81,14 +87,25 @@ class FaultPlan:
     ) -> Fault:
         return self.add(Fault("garbage", path, count, None, status, body=body))
 
-    def drop_next(self, count: int = 1, path: str = "*", method: str | None = None) -> Fault:
-        return self.add(Fault("drop", path, count, method))
+    def drop_next(
+        self, count: int = 1, path: str = "*", method: str | None = None, skip: int = 0
+    ) -> Fault:
+        return self.add(Fault("drop", path, count, method, skip=skip))
+
+    def drop_after_next(
+        self, count: int = 1, path: str = "*", method: str | None = None, skip: int = 0
+    ) -> Fault:
+        """Process the request, then close the connection without an answer."""
+        return self.add(Fault("drop_after", path, count, method, skip=skip))
 
     def take(self, method: str, path: str) -> Fault | None:
         """The first armed rule for this request, with one use consumed."""
         with self._lock:
             for rule in self._rules:
                 if rule.count > 0 and rule.matches(method, path):
+                    if rule.skip > 0:
+                        rule.skip -= 1
+                        return None
                     rule.count -= 1
                     if rule.count == 0:
                         self._rules.remove(rule)
