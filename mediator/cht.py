@@ -84,6 +84,13 @@ class ChtReader:
                     timeout=self.settings.timeout,
                     allow_redirects=False,
                 )
+            except requests.exceptions.SSLError:
+                # a certificate problem does not go away by retrying
+                raise ChtError(
+                    f"TLS certificate verification failed for CHT at {self.settings.url} while "
+                    f"reading {what}: set CHT_CA_BUNDLE to the CA that signed it "
+                    "(or CHT_VERIFY_TLS=false, for development only)"
+                ) from None
             except requests.RequestException as exc:
                 last_error = f"{type(exc).__name__}"
                 if attempt < RETRY_ATTEMPTS:
@@ -111,12 +118,31 @@ class ChtReader:
                     f"reading {what}: {response.text[:200]}"
                 )
             try:
-                return response.json()
+                body = response.json()
             except ValueError:
                 raise ChtError(
                     f"CHT at {self.settings.url} sent a body that is not JSON while reading {what}"
                 ) from None
+            self._check_shape(method, url, body, what)
+            return body
         raise ChtError(f"CHT at {self.settings.url} failed while reading {what}: {last_error}")
+
+    def _check_shape(self, method: str, url: str, body: Any, what: str) -> None:
+        """CouchDB list answers (``_all_docs``, views) must be ``{"rows": [{...}]}``, and a
+        range read's rows must name their ``id``: anything else is a CHT error, never a
+        crash half-way through the totals."""
+        path = url.split("?", 1)[0]
+        if not (path.endswith("/_all_docs") or "/_view/" in path):
+            return
+        rows = body.get("rows") if isinstance(body, dict) else None
+        bad = not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows)
+        if not bad and method == "GET" and rows:
+            bad = not all(isinstance(row.get("id"), str) for row in rows)
+        if bad:
+            raise ChtError(
+                f"CHT at {self.settings.url} answered {what} with an unexpected shape "
+                '(expected {"rows": [...]} with an id per row): is this CouchDB?'
+            )
 
     def _note(self, name: str, method: str, path: str, query: str, summary: dict[str, Any]) -> None:
         now = utcnow()
