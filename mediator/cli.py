@@ -15,7 +15,8 @@ from datetime import date
 
 from .cht import ChtError
 from .config import ConfigError, RuntimeConfig
-from .periods import Month, PeriodError
+from .locks import RunBusyError
+from .periods import Month, Period, PeriodError
 from .run import RunInputError, RunRequest, compute, execute
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
@@ -28,12 +29,29 @@ def _month(text: str) -> Month:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _period(text: str) -> Period:
+    try:
+        return Period.parse(text)
+    except PeriodError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mediator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def scope(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--period", type=_month, help="YYYY-MM or YYYYMM (default: last month)")
+        p.add_argument(
+            "--period",
+            type=_period,
+            action="append",
+            default=[],
+            help="a DHIS2 period: YYYY-MM or YYYYMM, YYYYQn, YYYYSn, YYYY, YYYYApril... "
+            "(default: the latest completed period of each data set's type, and the ones "
+            "before it that MEDIATOR_LOOKBACK_PERIODS says)",
+        )
+        p.add_argument("--from", dest="start", type=_month, help="backfill from this month")
+        p.add_argument("--to", dest="end", type=_month, help="backfill up to this month")
         p.add_argument(
             "--data-set", action="append", default=[], help="DHIS2 data set UID (repeatable)"
         )
@@ -57,8 +75,15 @@ def _fail(message: str) -> int:
 
 
 def _request(args: argparse.Namespace, trigger: str = "cli") -> RunRequest:
+    if (args.start is None) != (args.end is None):
+        raise RunInputError("give --from and --to together (months, YYYY-MM)")
+    if args.start is not None and args.period:
+        raise RunInputError("give either --period or --from/--to, not both")
+    if args.start is not None and args.end < args.start:
+        raise RunInputError(f"--from {args.start.tag} is after --to {args.end.tag}")
     return RunRequest(
-        periods=[args.period] if args.period else [],
+        periods=sorted(set(args.period)),
+        span=(args.start, args.end) if args.start is not None else None,
         data_sets=args.data_set,
         org_unit=args.org_unit,
         dry_run=getattr(args, "dry_run", None) or None,
@@ -69,35 +94,39 @@ def _request(args: argparse.Namespace, trigger: str = "cli") -> RunRequest:
 def preview(args: argparse.Namespace) -> int:
     try:
         config = RuntimeConfig.from_env(need_dhis2=False)
-        data_sets, periods = compute(_request(args), config)
-    except (ConfigError, RunInputError, ChtError) as exc:
+        computed = compute(_request(args), config)
+    except (ConfigError, RunInputError, ChtError, PeriodError) as exc:
         return _fail(str(exc))
     today = date.today().isoformat()
     out = []
-    for data in periods:
-        if data.read.error:
-            return _fail(data.read.error)
-        for ds in data_sets:
-            out.append(data.value_set(ds, today, human_readable=args.human_readable).as_export())
-            _diagnose(ds, data.read.target_docs, data.read.skipped.get(ds, {}))
+    for job in computed.jobs:
+        if job.problem or job.read_error:
+            return _fail(job.problem or job.read_error or "")
+        out.append(job.value_set(today, human_readable=args.human_readable).as_export())
+        _diagnose(
+            f"{job.data_set} {job.period.iso}", job.merged.docs_read, dict(job.merged.skipped)
+        )
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return EXIT_OK
 
 
-def _diagnose(data_set: str, docs: int, skipped: dict[str, int]) -> None:
+def _diagnose(what: str, docs: int, skipped: dict[str, int]) -> None:
     if not skipped:
         return
-    detail = ", ".join(f"{reason}: {n}" for reason, n in skipped.items())
-    print(f"{data_set}: of {docs} target docs, not counted: {detail}", file=sys.stderr)
+    detail = ", ".join(f"{reason}: {n}" for reason, n in sorted(skipped.items()))
+    print(f"{what}: of {docs} target docs, not counted: {detail}", file=sys.stderr)
 
 
 def push(args: argparse.Namespace) -> int:
     try:
         config = RuntimeConfig.from_env()
         report = execute(_request(args), config)
-    except (ConfigError, RunInputError) as exc:
+    except (ConfigError, RunInputError, PeriodError) as exc:
         return _fail(str(exc))
+    except RunBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
     print(report.model_dump_json(indent=2))
     if report.status == "Successful":
         return EXIT_OK

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
@@ -80,25 +80,33 @@ class ChtSettings(BaseModel):
         return value
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ChtSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None, prefix: str = "CHT") -> ChtSettings:
+        """``CHT_URL``…; a named source of several reads ``CHT_<NAME>_URL``…"""
         env = os.environ if env is None else env
-        url = env.get("CHT_URL", "").strip()
+        url = env.get(f"{prefix}_URL", "").strip()
         if not url:
-            raise ConfigError("CHT_URL is not set: give the base URL of the CHT instance")
-        password = env.get("CHT_PASSWORD")
+            raise ConfigError(f"{prefix}_URL is not set: give the base URL of the CHT instance")
+        password = env.get(f"{prefix}_PASSWORD")
         try:
             return cls(
                 url=url,
-                db=env.get("CHT_DB", "").strip() or "medic",
-                username=env.get("CHT_USERNAME") or None,
+                db=env.get(f"{prefix}_DB", "").strip() or "medic",
+                username=env.get(f"{prefix}_USERNAME") or None,
                 password=SecretStr(password) if password else None,
-                verify=_tls(env, "CHT"),
-                timeout=float(env.get("CHT_TIMEOUT", "60")),
+                verify=_tls(env, prefix),
+                timeout=float(env.get(f"{prefix}_TIMEOUT", env.get("CHT_TIMEOUT", "60"))),
                 page_size=_int(env, "CHT_PAGE_SIZE", 1000),
                 owner_batch=_int(env, "CHT_OWNER_BATCH", 500),
             )
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(str(exc).replace("CHT_URL", f"{prefix}_URL")) from None
+
+
+class ChtSource(BaseModel):
+    """One CHT instance of several (one per region in large countries)."""
+
+    name: str
+    settings: ChtSettings
 
 
 class Dhis2Settings(BaseModel):
@@ -215,6 +223,16 @@ class RuntimeConfig(BaseModel):
     value_choices: dict[str, ValueChoice] = Field(default_factory=dict)  # target id -> value
     dry_run: bool = False
     timezone: str = "UTC"
+    extra_sources: list[ChtSource] = Field(default_factory=list)  # more CHT instances
+    lookback_periods: int = Field(default=2, ge=0, le=24)  # scheduled runs redo these too
+    coverage_threshold: float | None = Field(default=None, ge=0, le=100)  # % to push an org unit
+    complete_data_sets: bool = False  # register completeness after accepted values
+    concurrent_runs: Literal["wait", "refuse"] = "wait"
+    lock_dir: str | None = None
+
+    def sources(self) -> list[ChtSource]:
+        """Every CHT instance, the primary one (CHT_URL) first."""
+        return [ChtSource(name="cht", settings=self.cht), *self.extra_sources]
 
     @classmethod
     def from_env(
@@ -240,4 +258,41 @@ class RuntimeConfig(BaseModel):
             value_choices=choices,
             dry_run=parse_flag(env.get("MEDIATOR_DRY_RUN"), False),
             timezone=env.get("MEDIATOR_TIMEZONE", "").strip() or "UTC",
+            extra_sources=extra_sources(env),
+            lookback_periods=_int(env, "MEDIATOR_LOOKBACK_PERIODS", 2),
+            coverage_threshold=_float_or_none(env, "MEDIATOR_COVERAGE_THRESHOLD"),
+            complete_data_sets=parse_flag(env.get("MEDIATOR_COMPLETE_DATA_SETS"), False),
+            concurrent_runs=_choice(env, "MEDIATOR_CONCURRENT_RUNS", ("wait", "refuse"), "wait"),
+            lock_dir=env.get("MEDIATOR_LOCK_DIR", "").strip() or None,
         )
+
+
+def extra_sources(env: Mapping[str, str]) -> list[ChtSource]:
+    """``MEDIATOR_CHT_SOURCES=north,south`` adds ``CHT_NORTH_URL``, ``CHT_SOUTH_URL``… to
+    the primary ``CHT_URL`` instance."""
+    names = [n.strip() for n in env.get("MEDIATOR_CHT_SOURCES", "").split(",") if n.strip()]
+    sources = []
+    for name in dict.fromkeys(names):
+        if not name.replace("_", "").isalnum():
+            raise ConfigError(f"MEDIATOR_CHT_SOURCES: {name!r} must be letters, digits or _")
+        sources.append(
+            ChtSource(name=name.lower(), settings=ChtSettings.from_env(env, f"CHT_{name.upper()}"))
+        )
+    return sources
+
+
+def _float_or_none(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> Any:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+    return raw

@@ -464,6 +464,11 @@ class Dhis2Client:
         self._meta[data_set] = meta
         return meta
 
+    def period_type(self, data_set: str) -> str | None:
+        """The data set's DHIS2 period type (None when DHIS2 has no such data set)."""
+        meta = self.data_set_metadata(data_set)
+        return meta.periodType if meta else None
+
     def preflight(self, data_set: str, period: str, rows: list[DataValue]) -> Preflight:
         """Check rows against the data set before anything is posted."""
         info = self.system_info()
@@ -603,6 +608,66 @@ class Dhis2Client:
             notes = _json(response)
             if response.status_code != 200:
                 raise self._fail(response, f"the status request of import job {job.id}")
+    def register_completeness(
+        self, data_set: str, period: str, org_units: list[str]
+    ) -> tuple[list[str], list[Finding]]:
+        """Mark the data set complete for the period at each org unit whose values DHIS2
+        accepted (``completeDataSetRegistrations``). Returns the org units registered
+        and findings for those DHIS2 refused; never raises Dhis2Error."""
+        done: list[str] = []
+        findings: list[Finding] = []
+        batches = _chunks(org_units, self.settings.chunk_size)
+        for number, batch in enumerate(batches, start=1):
+            body = {
+                "completeDataSetRegistrations": [
+                    {
+                        "dataSet": data_set,
+                        "period": period,
+                        "organisationUnit": ou,
+                        "completed": True,
+                    }
+                    for ou in batch
+                ]
+            }
+            name = f"DHIS2 completeDataSetRegistrations POST ({number}/{len(batches)})"
+            try:
+                response = self._request(
+                    "POST", "/api/completeDataSetRegistrations", name=name, body=body
+                )
+                result = (
+                    parse_import(_json(response), response.status_code)
+                    if response.status_code in (200, 409)
+                    else None
+                )
+                if result is None:
+                    raise self._fail(response, "the completeness registration")
+            except Dhis2Error as exc:
+                findings.append(
+                    Finding(
+                        level="warning",
+                        code="completeness_not_registered",
+                        message=f"Data set {data_set} was not marked complete for {period}: {exc}",
+                        ids=list(batch),
+                    )
+                )
+                continue
+            refused = {c.object for c in result.conflicts if c.object and c.object in batch}
+            if result.aborted:
+                refused = set(batch)
+            done += [ou for ou in batch if ou not in refused]
+            if refused:
+                findings.append(
+                    Finding(
+                        level="warning",
+                        code="completeness_not_registered",
+                        message=f"DHIS2 did not mark data set {data_set} complete for {period} "
+                        f"at {', '.join(sorted(refused))}: "
+                        + "; ".join(c.value for c in result.conflicts[:5]),
+                        ids=sorted(refused),
+                    )
+                )
+        return done, findings
+
             if isinstance(notes, list) and any(
                 isinstance(n, dict) and n.get("completed") is True for n in notes
             ):

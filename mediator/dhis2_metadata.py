@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from pydantic import BaseModel, ConfigDict, Field
 
 from .models import DataValue
-from .periods import Month, PeriodError
+from .periods import Month, Period, PeriodError, check_period_type
 from .report import Finding, RejectedRow
 
 # The default category option combo of a fresh DHIS2 database (reference §1.1).
@@ -233,38 +233,38 @@ def _parse_day(text: str | None) -> datetime | None:
     return datetime.fromisoformat(f"{match.group(1)}T{match.group(2) or '00:00:00'}")
 
 
-def lock_problem(meta: DataSetMeta, month: Month, now: datetime) -> tuple[str, str] | None:
+def lock_problem(meta: DataSetMeta, period: Period, now: datetime) -> tuple[str, str] | None:
     """(code, message) if DHIS2 would refuse this period as locked (E7640/E7641/E7643)."""
     # DataSet.isLocked: now after period end date (midnight) + expiryDays.
     if meta.expiryDays > 0:
-        end = datetime.combine(_month_end(month), datetime.min.time())
+        end = datetime.combine(_month_end(period.last), datetime.min.time())
         if now > end + timedelta(days=meta.expiryDays):
             return (
                 "period_expired",
-                f"Period {month.dhis2} is locked in data set {meta.id}: it expired "
+                f"Period {period.iso} is locked in data set {meta.id}: it expired "
                 f"{meta.expiryDays:g} days after the period ended (DHIS2 server date "
                 f"{now:%Y-%m-%d}). An admin can raise expiryDays or add a lock exception.",
             )
     # PeriodType.getFuturePeriod: 0 open future periods means even the current one is closed.
-    current = Month.containing(now.date())
+    current = Period.containing(Month.containing(now.date()), period.period_type)
     latest_open = current.shift(meta.openFuturePeriods - 1)
-    if month > latest_open:
+    if period > latest_open:
         return (
             "period_not_open_yet",
-            f"Period {month.dhis2} is after the latest open period {latest_open.dhis2} of data set "
+            f"Period {period.iso} is after the latest open period {latest_open.iso} of data set "
             f"{meta.id} (openFuturePeriods={meta.openFuturePeriods}); push it once the month "
             "has ended, or ask an admin to open future periods.",
         )
     if meta.dataInputPeriods:
         for dip in meta.dataInputPeriods:
-            if dip.period is None or dip.period.id != month.dhis2:
+            if dip.period is None or dip.period.id != period.iso:
                 continue
             opening, closing = _parse_day(dip.openingDate), _parse_day(dip.closingDate)
             if (opening is None or opening <= now) and (closing is None or now <= closing):
                 return None
         return (
             "period_input_closed",
-            f"Period {month.dhis2} is not open for data input in data set {meta.id} at this "
+            f"Period {period.iso} is not open for data input in data set {meta.id} at this "
             "time (its data input periods do not allow it).",
         )
     return None
@@ -349,23 +349,36 @@ def check(
     elements = meta.elements()
     pre.value_types = {de: dse.dataElement.valueType for de, dse in elements.items()}
 
-    if meta.periodType != "Monthly":
+    parsed: Period | None = None
+    try:
+        check_period_type(meta.periodType or "")
+    except PeriodError as exc:
         pre.findings.append(
             Finding(
                 level="error",
                 code="period_type_unsupported",
-                message=f"Data set {data_set} has period type {meta.periodType}; only Monthly "
-                "data sets are supported for now, so nothing was sent for it.",
+                message=f"Data set {data_set}: {exc}. Nothing was sent for it.",
                 ids=[data_set],
             )
         )
-    try:
-        month: Month | None = Month.parse(period)
-    except PeriodError as exc:
-        month = None
-        pre.findings.append(
-            Finding(level="error", code="period_invalid", message=str(exc), ids=[period])
-        )
+    else:
+        try:
+            parsed = Period.parse(period)
+        except PeriodError as exc:
+            pre.findings.append(
+                Finding(level="error", code="period_invalid", message=str(exc), ids=[period])
+            )
+        if parsed is not None and parsed.period_type != meta.periodType:
+            pre.findings.append(
+                Finding(
+                    level="error",
+                    code="period_type_mismatch",
+                    message=f"Period {period} is {parsed.period_type} but data set {data_set} "
+                    f"is {meta.periodType}; nothing was sent for it.",
+                    ids=[data_set, period],
+                )
+            )
+            parsed = None
 
     unknown = sorted({r.dataElement for r in rows if r.dataElement not in elements})
     if unknown:
@@ -379,8 +392,8 @@ def check(
                 ids=unknown,
             )
         )
-    if month is not None and meta.periodType == "Monthly" and check_locks:
-        lock = lock_problem(meta, month, now)
+    if parsed is not None and check_locks:
+        lock = lock_problem(meta, parsed, now)
         if lock:
             pre.findings.append(
                 Finding(level="error", code=lock[0], message=lock[1], ids=[data_set, period])

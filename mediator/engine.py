@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .config import ValueChoice
 from .models import DataValue, DataValueSet, RowKey
+from .report import OrgUnitCoverage
 
 MAX_LINEAGE_DEPTH = 50  # CHT's own recursion guard when it minifies lineage
 
@@ -182,6 +184,11 @@ class Aggregation:
     _row_choice: dict[tuple[str, str | None, str | None], ValueChoice] = field(
         default_factory=dict, init=False
     )
+    # sync coverage: users expected (username -> contact id), the months each has a
+    # doc for, and the newest updated_date (ms) of their docs
+    _expected: dict[str, str] = field(default_factory=dict, init=False)
+    _user_months: dict[str, set[str]] = field(default_factory=dict, init=False)
+    _user_newest: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.mappings = target_mappings(self.settings, self.data_set)
@@ -264,6 +271,7 @@ class Aggregation:
         targets = doc.get("targets")
         if not isinstance(targets, list):
             return SKIP_NO_TARGETS
+        self._saw(doc)
         owner = doc.get("owner")
         if not isinstance(owner, str) or not owner:
             return SKIP_NO_OWNER
@@ -303,6 +311,103 @@ class Aggregation:
                         cell.total += total
                         cell.passed += passed
         return None
+
+    def _saw(self, doc: Mapping[str, Any]) -> None:
+        """Note that the doc's user synced a doc for its month (coverage)."""
+        user = doc.get("user")
+        ident = doc.get("_id")
+        if not isinstance(user, str) or not isinstance(ident, str):
+            return
+        parts = ident.split("~")
+        if len(parts) < 3:
+            return
+        username = user.removeprefix("org.couchdb.user:")
+        self._user_months.setdefault(username, set()).add(parts[1])
+        updated = doc.get("updated_date")
+        if isinstance(updated, int | float) and not isinstance(updated, bool):
+            self._user_newest[username] = max(self._user_newest.get(username, 0), int(updated))
+
+    # -- coverage ---------------------------------------------------------------
+
+    def expect_users(self, users: Mapping[str, str]) -> None:
+        """CHT users (username -> their contact id) whose docs this data set expects;
+        their contacts' lineages must have been given to ``add_owner``."""
+        self._expected.update(users)
+
+    def coverage(self, months: Iterable[str], now: datetime) -> list[OrgUnitCoverage]:
+        """Per org unit: users expected under it, how many have a target doc for every
+        month of the period, who is missing, and how fresh the newest doc is."""
+        wanted = set(months)
+        table = {
+            unit: OrgUnitCoverage(orgUnit=unit, name=self._unit_names[unit])
+            for unit in self._unit_order
+        }
+        for username, contact in sorted(self._expected.items()):
+            units = self._units_by_owner.get(contact)
+            if not isinstance(units, tuple):
+                continue
+            synced = wanted <= self._user_months.get(username, set())
+            newest = self._user_newest.get(username)
+            for unit in units:
+                row = table[unit]
+                row.expected += 1
+                if synced:
+                    row.synced += 1
+                else:
+                    row.missing.append(username)
+                if newest:
+                    stamp = datetime.fromtimestamp(newest / 1000, UTC)
+                    if row.newest_doc is None or stamp > row.newest_doc:
+                        row.newest_doc = stamp
+        for row in table.values():
+            if row.newest_doc is not None:
+                row.newest_doc_age_days = round((now - row.newest_doc).total_seconds() / 86400, 1)
+        return list(table.values())
+
+    def users_synced(self, months: Iterable[str]) -> tuple[int, int]:
+        """(users expected anywhere in this data set, those with a doc for every month)."""
+        wanted = set(months)
+        expected = synced = 0
+        for username, contact in self._expected.items():
+            if (
+                isinstance(self._units_by_owner.get(contact), tuple)
+                and self._units_by_owner[contact]
+            ):
+                expected += 1
+                synced += wanted <= self._user_months.get(username, set())
+        return expected, synced
+
+    # -- several CHT instances ------------------------------------------------------
+
+    def merge(self, other: Aggregation) -> None:
+        """Add another CHT instance's aggregation of the same data set and period:
+        a national org unit is fed by every region."""
+        for row in other._rows:
+            choice = other._row_choice[row]
+            if self._row_choice.setdefault(row, choice) != choice:
+                raise EngineError(
+                    f"CHT instances disagree on the value to send for {row[0]} "
+                    f"({self._row_choice[row]} vs {choice})"
+                )
+            if row not in self._rows:
+                self._rows.append(row)
+                self.mappings.extend(m for m in other.mappings if m.row == row)
+                for unit in self._unit_order:
+                    self._cells[(unit, row)] = _Cell()
+        for unit in other._unit_order:
+            if unit not in self._unit_names:
+                self._unit_names[unit] = other._unit_names[unit]
+                self._unit_order.append(unit)
+                for row in self._rows:
+                    self._cells[(unit, row)] = _Cell()
+        for key, cell in other._cells.items():
+            mine = self._cells[key]
+            mine.value += cell.value
+            mine.total += cell.total
+            mine.passed += cell.passed
+        self.skipped.update(other.skipped)
+        self.docs_read += other.docs_read
+        self.docs_counted += other.docs_counted
 
     # -- result ---------------------------------------------------------------
 

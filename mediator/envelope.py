@@ -110,10 +110,9 @@ def properties(report: RunReport) -> dict[str, str]:
     totals = report.totals()
     skipped: dict[str, Counter[str]] = {}  # data set -> reason -> docs, all periods
     counted: Counter[str] = Counter()
-    for read in report.cht:
-        counted.update(read.docs_counted)
-        for data_set, reasons in read.skipped.items():
-            skipped.setdefault(data_set, Counter()).update(reasons)
+    for result in report.results:
+        counted[result.data_set] += result.docs_counted
+        skipped.setdefault(result.data_set, Counter()).update(result.skipped)
     props: dict[str, str] = {
         "run id": report.run_id,
         "status": report.status,
@@ -130,9 +129,19 @@ def properties(report: RunReport) -> dict[str, str]:
         "rejected rows": str(sum(len(r.rejected) for r in report.results)),
         "values sent": str(sum(r.values_sent for r in report.results)),
         "values unchanged": str(sum(r.values_unchanged for r in report.results)),
-        "org units": str(sum(c.places for c in report.cht)),
+        "org units": str(len({c.orgUnit for r in report.results for c in r.coverage})),
         "target docs read": str(sum(c.target_docs for c in report.cht)),
     }
+    expected = sum(r.users_expected for r in report.results)
+    synced = sum(r.users_synced for r in report.results)
+    if expected:
+        props["users synced"] = f"{synced} of {expected} ({100 * synced / expected:.1f}%)"
+    held = sorted({ou for r in report.results for ou in r.held_org_units})
+    if held:
+        props["org units held"] = truncate(f"{len(held)}: {', '.join(held)}", 500)
+    intervals = {f"{r.period}: {r.cht_interval}" for r in report.results if r.cht_interval}
+    if intervals:
+        props["CHT intervals"] = truncate(", ".join(sorted(intervals)), 500)
     # the same doc is skipped once per data set: totals are per data set, never summed
     if len(skipped) <= 1:
         reasons = next(iter(skipped.values()), Counter())
@@ -144,6 +153,7 @@ def properties(report: RunReport) -> dict[str, str]:
         for data_set, reasons in skipped.items():
             for reason, count in sorted(reasons.items()):
                 props[_key(f"skipped {data_set} {reason}")] = str(count)
+    counted = Counter({ds: n for ds, n in counted.items() if n})
     if counted:
         props["docs counted"] = ", ".join(f"{ds}: {n}" for ds, n in counted.items())
     several_periods = len({r.period for r in report.results}) > 1

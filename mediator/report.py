@@ -68,6 +68,24 @@ class RejectedRow(RowRef):
 DataSetStatus = Literal["success", "warning", "error", "skipped"]
 
 
+class OrgUnitCoverage(BaseModel):
+    """Who is missing from an org unit's numbers: CHT users expected under it
+    (user-settings and their contact's lineage) against those with target docs."""
+
+    orgUnit: str
+    name: str | None = None
+    expected: int = 0
+    synced: int = 0
+    missing: list[str] = Field(default_factory=list)  # usernames without a doc for the period
+    newest_doc: datetime | None = None  # latest updated_date among its users' docs
+    newest_doc_age_days: float | None = None
+    held: bool = False  # below the coverage threshold: not pushed this run
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.synced / self.expected, 1) if self.expected else 100.0
+
+
 class DataSetResult(BaseModel):
     data_set: str
     period: str
@@ -86,18 +104,30 @@ class DataSetResult(BaseModel):
     rejected: list[RejectedRow] = Field(default_factory=list)
     delivered: int = 0  # rows DHIS2 confirmed it holds after this run
     error: str | None = None
+    # what CHT gave for this period (filled by the run orchestration)
+    period_type: str = "Monthly"
+    months: list[str] = Field(default_factory=list)  # the target~YYYY-MM~ tags read
+    cht_interval: str | None = None  # the days CHT counted, e.g. 2024-01-26..2024-02-25
+    sources: list[str] = Field(default_factory=list)  # CHT instances summed
+    docs_counted: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)  # reason -> target docs or targets
+    coverage: list[OrgUnitCoverage] = Field(default_factory=list)
+    users_expected: int = 0  # CHT users under the data set's org units
+    users_synced: int = 0  # of those, users with a target doc for every month
+    held_org_units: list[str] = Field(default_factory=list)
+    completeness_registered: list[str] = Field(default_factory=list)  # org units
 
 
 class ChtRead(BaseModel):
-    """What the run read from CHT for one period."""
+    """What the run read from one CHT instance for one month (each month is read once,
+    whatever periods and data sets it feeds)."""
 
-    period: str
+    period: str  # the month, YYYYMM
+    source: str = "cht"
     target_docs: int = 0
     pages: int = 0
     owners_looked_up: int = 0
     places: int = 0
-    docs_counted: dict[str, int] = Field(default_factory=dict)  # data set -> docs that counted
-    skipped: dict[str, dict[str, int]] = Field(default_factory=dict)  # data set -> reason -> n
     error: str | None = None
 
 

@@ -1,8 +1,10 @@
 """Run orchestration: one run = periods × data sets, CHT read → engine → DHIS2.
 
 Knows nothing of Flask or OpenHIM: callers pass a ``RunRequest`` and get a
-``RunReport`` back. For each period the month's target docs are read once, page
-by page, and fed to one ``Aggregation`` per data set.
+``RunReport`` back. Each month of target docs is read once per CHT instance,
+page by page, and fed to every (data set, period) that holds it: a quarterly
+data set sums its three months, a percent is recomputed from the summed pass
+and total. Several CHT instances are summed per org unit.
 """
 
 from __future__ import annotations
@@ -10,17 +12,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .cht import ChtError, ChtReader
-from .config import RuntimeConfig
+from .config import ChtSource, RuntimeConfig
 from .engine import Aggregation, EngineError, data_set_ids, lineage_ids
+from .locks import RunBusyError, RunLocks
 from .models import DataValue, DataValueSet, Exchange, is_uid, utcnow
-from .periods import Month
-from .report import ChtRead, DataSetResult, Finding, RunReport
+from .periods import (
+    Month,
+    Period,
+    check_period_type,
+    cht_interval,
+    month_start_day,
+    periods_touching,
+)
+from .report import ChtRead, DataSetResult, Finding, OrgUnitCoverage, RunReport
+
+__all__ = ["RunBusyError", "RunInputError", "RunRequest", "compute", "execute"]
+
+Recorder = Callable[[Exchange], None]
 
 
 class RunInputError(ValueError):
@@ -28,14 +42,42 @@ class RunInputError(ValueError):
 
 
 class RunRequest(BaseModel):
-    periods: list[Month] = Field(default_factory=list)  # empty: the previous completed month
+    """What to run. With no ``periods`` and no ``span`` it is a scheduled run: the
+    latest completed period of each data set's type and the ``lookback`` before it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    periods: list[Period] = Field(default_factory=list)
+    span: tuple[Month, Month] | None = None  # a backfill: every period these months touch
+    as_of: datetime | None = None  # "now" for the default periods (a rerun replays it)
     data_sets: list[str] = Field(default_factory=list)  # empty: the configured ones
     org_unit: str | None = None
     dry_run: bool | None = None  # None: the configured default
-    trigger: str = "cli"  # cli | openhim | schedule
+    trigger: str = "cli"  # cli | openhim | http | schedule
+
+    @field_validator("periods", mode="before")
+    @classmethod
+    def _months_are_periods(cls, value: Any) -> Any:
+        """A Month or a period's ISO text is accepted where a Period is meant."""
+        if not isinstance(value, list):
+            return value
+        return [
+            Period(v, "Monthly")
+            if isinstance(v, Month)
+            else Period.parse(v)
+            if isinstance(v, str)
+            else v
+            for v in value
+        ]
+
+    @property
+    def scheduled(self) -> bool:
+        return not self.periods and self.span is None
 
 
 class Pusher(Protocol):
+    def period_type(self, data_set: str) -> str | None: ...
+
     def push(
         self,
         data_set: str,
@@ -48,25 +90,55 @@ class Pusher(Protocol):
         sweep_assigned: bool = False,
     ) -> DataSetResult: ...
 
+    def register_completeness(
+        self, data_set: str, period: str, org_units: list[str]
+    ) -> tuple[list[str], list[Finding]]: ...
+
     def close(self) -> None: ...
 
 
 @dataclass
-class PeriodData:
-    """What the engine computed for one period, before anything is pushed."""
+class Job:
+    """One (data set, period): what the engine computed for it, from every source."""
 
-    month: Month
-    read: ChtRead
-    aggregations: dict[str, Aggregation] = field(default_factory=dict)
+    data_set: str
+    period: Period
+    problem: str | None = None  # refused before reading CHT
+    read_error: str | None = None  # a CHT read it needs failed: never push partial totals
+    aggs: dict[str, Aggregation] = field(default_factory=dict)  # per CHT source
+    coverage: list[OrgUnitCoverage] = field(default_factory=list)
+    users: tuple[int, int] = (0, 0)  # expected, synced
+    interval: str | None = None
 
-    def value_set(
-        self, data_set: str, complete_date: str, human_readable: bool = False
-    ) -> DataValueSet:
-        return self.aggregations[data_set].result(complete_date, human_readable=human_readable)
+    @property
+    def key(self) -> str:
+        return f"{self.data_set}/{self.period.iso}"
+
+    @property
+    def merged(self) -> Aggregation:
+        """The sum of every source's aggregation (computed once, on first use)."""
+        if "_merged" not in self.__dict__:
+            aggs = list(self.aggs.values())
+            total = aggs[0]
+            for other in aggs[1:]:
+                total.merge(other)
+            self.__dict__["_merged"] = total
+        merged: Aggregation = self.__dict__["_merged"]
+        return merged
+
+    def value_set(self, complete_date: str, human_readable: bool = False) -> DataValueSet:
+        return self.merged.result(complete_date, human_readable=human_readable)
 
 
-def resolve_data_sets(app_settings: dict[str, Any], asked: list[str]) -> list[str]:
-    defined = data_set_ids(app_settings)
+@dataclass
+class Computed:
+    data_sets: list[str]
+    jobs: list[Job]
+    reads: list[ChtRead]
+    source_errors: dict[str, str]
+
+
+def resolve_data_sets(defined: list[str], asked: list[str]) -> list[str]:
     if not defined:
         raise RunInputError("CHT app settings define no dhis_data_sets: nothing to export")
     chosen = list(dict.fromkeys(asked)) or defined
@@ -79,35 +151,122 @@ def resolve_data_sets(app_settings: dict[str, Any], asked: list[str]) -> list[st
     return chosen
 
 
-def aggregate_period(
-    reader: ChtReader,
-    app_settings: dict[str, Any],
-    places: list[dict[str, Any]],
+def plan_jobs(
+    request: RunRequest,
     data_sets: list[str],
-    month: Month,
+    period_type_of: Callable[[str], str | None],
+    config: RuntimeConfig,
+    now: datetime,
+) -> list[Job]:
+    """The (data set, period) pairs to run; a data set whose type cannot be built
+    from monthly docs, or a period of the wrong type, becomes a job with a problem."""
+    jobs: list[Job] = []
+    for ds in data_sets:
+        try:
+            period_type = period_type_of(ds)
+            # DHIS2 has no such data set (the push says so), or there is no DHIS2
+            # (preview): the periods asked for decide, else months
+            period_type = period_type or (
+                request.periods[0].period_type if request.periods else "Monthly"
+            )
+            check_period_type(period_type)
+        except Exception as exc:  # noqa: BLE001 - DHIS2 unreachable or a weekly data set
+            jobs += [Job(ds, p, problem=str(exc)) for p in _as_asked(request, config, now)]
+            continue
+        if request.periods:
+            for period in request.periods:
+                if period.period_type == period_type:
+                    jobs.append(Job(ds, period))
+                    continue
+                hint = Period.containing(period.first, period_type).iso
+                jobs.append(
+                    Job(
+                        ds,
+                        period,
+                        problem=f"period {period.iso} is {period.period_type} but data set {ds} "
+                        f"is {period_type}: ask for {hint}, or give a range with from/to",
+                    )
+                )
+        elif request.span is not None:
+            jobs += [Job(ds, p) for p in periods_touching(*request.span, period_type)]
+        else:
+            latest = Period.latest_completed(period_type, config.timezone, now)
+            jobs += [
+                Job(ds, latest.shift(-back)) for back in range(config.lookback_periods, -1, -1)
+            ]
+    return jobs
+
+
+def _as_asked(request: RunRequest, config: RuntimeConfig, now: datetime) -> list[Period]:
+    """The periods to report a refused data set under, when its own type is unknown."""
+    if request.periods:
+        return request.periods
+    if request.span is not None:
+        return periods_touching(*request.span, "Monthly")
+    return [Period.latest_completed("Monthly", config.timezone, now)]
+
+
+class _SourceRead:
+    """Everything read from one CHT instance for one run."""
+
+    def __init__(self, source: ChtSource, recorder: Recorder | None) -> None:
+        self.source = source
+        self.reader = ChtReader(source.settings, recorder=recorder)
+        self.app_settings: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    def defines(self, data_set: str) -> bool:
+        return self.app_settings is not None and data_set in data_set_ids(self.app_settings)
+
+
+def _read_source(
+    src: _SourceRead,
+    jobs: list[Job],
     config: RuntimeConfig,
     org_unit: str | None,
-) -> PeriodData:
-    """Read the month's target docs page by page and aggregate every data set at once."""
-    read = ChtRead(period=month.dhis2, places=len(places))
-    data = PeriodData(month=month, read=read)
-    try:
-        for ds in data_sets:
-            agg = Aggregation(
-                app_settings,
-                ds,
-                month.dhis2,
-                org_unit=org_unit,
-                value_choices=config.value_choices,
-            )
-            agg.add_places(places)
-            data.aggregations[ds] = agg
-    except EngineError as exc:
-        raise RunInputError(str(exc)) from None
+    reads: list[ChtRead],
+    recorder: Recorder | None,
+) -> None:
+    """Aggregate every job this source feeds, reading each month once."""
+    assert src.app_settings is not None
+    mine = [j for j in jobs if j.problem is None and src.defines(j.data_set)]
+    if not mine:
+        return
+    places = src.reader.places(org_unit)
+    users = src.reader.user_contacts()
+    for job in mine:
+        agg = Aggregation(
+            src.app_settings,
+            job.data_set,
+            job.period.iso,
+            org_unit=org_unit,
+            value_choices=config.value_choices,
+        )
+        agg.add_places(places)
+        agg.expect_users(users)
+        job.aggs[src.source.name] = agg
+    aggs = [j.aggs[src.source.name] for j in mine]
     lineages: dict[str, tuple[str, ...] | str | None] = {}
-    aggs = list(data.aggregations.values())
-    try:
-        for page in reader.target_pages(month):
+
+    def learn(owner_ids: list[str], read: ChtRead | None) -> None:
+        unknown = [o for o in dict.fromkeys(owner_ids) if o not in lineages]
+        if not unknown:
+            return
+        if read is not None:
+            read.owners_looked_up += len(unknown)
+        for owner_id, doc in src.reader.docs_by_id(unknown).items():
+            lineages[owner_id] = lineage_ids(doc) if doc else None
+
+    learn(list(users.values()), None)  # users who never synced still belong somewhere
+    for agg in aggs:
+        for owner_id in agg.owners_unknown(users.values()):
+            agg.add_owner(owner_id, lineages.get(owner_id))
+    months = sorted({m for j in mine for m in j.period.months})
+    for month in months:
+        read = ChtRead(period=month.dhis2, source=src.source.name, places=len(places))
+        reads.append(read)
+        feeding = [j.aggs[src.source.name] for j in mine if month in j.period.months]
+        for page in src.reader.target_pages(month):
             read.pages += 1
             read.target_docs += len(page)
             owners = [
@@ -115,22 +274,13 @@ def aggregate_period(
                 for doc in page
                 if isinstance(doc, dict) and isinstance(doc.get("owner"), str)
             ]
-            unknown = [o for o in dict.fromkeys(owners) if o not in lineages]
-            if unknown:
-                read.owners_looked_up += len(unknown)
-                for owner_id, owner_doc in reader.docs_by_id(unknown).items():
-                    lineages[owner_id] = lineage_ids(owner_doc) if owner_doc else None
-            for agg in aggs:
+            learn(owners, read)
+            for agg in feeding:
                 for owner_id in agg.owners_unknown(owners):
                     agg.add_owner(owner_id, lineages.get(owner_id))
                 agg.add_target_docs(page)
-    except ChtError as exc:
-        read.error = str(exc)
-        return data
-    for ds, agg in data.aggregations.items():
-        read.docs_counted[ds] = agg.docs_counted
-        read.skipped[ds] = dict(sorted(agg.skipped.items()))
-    return data
+        if recorder and read.owners_looked_up:
+            recorder(_owners_exchange(src.reader, read))
 
 
 def _owners_exchange(reader: ChtReader, read: ChtRead) -> Exchange:
@@ -154,39 +304,96 @@ def compute(
     request: RunRequest,
     config: RuntimeConfig,
     *,
-    recorder: Callable[[Exchange], None] | None = None,
-    reader: ChtReader | None = None,
-) -> tuple[list[str], list[PeriodData]]:
-    """Read CHT and aggregate; no DHIS2. Raises RunInputError / ChtError."""
-    months = request.periods or [Month.previous_completed(config.timezone)]
-    own_reader = reader is None
-    reader = reader or ChtReader(config.cht, recorder=recorder)
+    recorder: Recorder | None = None,
+    period_type_of: Callable[[str], str | None] | None = None,
+    hold: Callable[[list[str]], Any] | None = None,
+) -> Computed:
+    """Read CHT and aggregate; no DHIS2. Raises RunInputError; a source that fails is
+    reported in ``source_errors`` and its jobs carry ``read_error``."""
+    now = request.as_of or utcnow()
+    sources = [_SourceRead(s, recorder) for s in config.sources()]
     try:
-        app_settings = reader.app_settings()
-        data_sets = resolve_data_sets(app_settings, request.data_sets or config.data_sets)
-        places = reader.places(request.org_unit)
-        periods = []
-        for month in months:
-            data = aggregate_period(
-                reader, app_settings, places, data_sets, month, config, request.org_unit
-            )
-            if recorder and data.read.owners_looked_up:
-                recorder(_owners_exchange(reader, data.read))
-            periods.append(data)
-        return data_sets, periods
+        for src in sources:
+            try:
+                src.app_settings = src.reader.app_settings()
+            except ChtError as exc:
+                src.error = str(exc)
+        readable = [s for s in sources if s.app_settings is not None]
+        if not readable:
+            raise ChtError(sources[0].error or "no CHT instance could be read")
+        defined = list(
+            dict.fromkeys(ds for s in readable for ds in data_set_ids(s.app_settings or {}))
+        )
+        data_sets = resolve_data_sets(defined, request.data_sets or config.data_sets)
+        jobs = plan_jobs(request, data_sets, period_type_of or (lambda _ds: None), config, now)
+        reads: list[ChtRead] = []
+        source_errors = {s.source.name: s.error for s in sources if s.error}
+        if hold is not None:
+            hold([j.key for j in jobs if j.problem is None])
+        for src in readable:
+            try:
+                _read_source(src, jobs, config, request.org_unit, reads, recorder)
+            except ChtError as exc:
+                src.error = source_errors[src.source.name] = str(exc)
+            except EngineError as exc:
+                raise RunInputError(str(exc)) from None
+        _finish(jobs, sources, now)
+        return Computed(data_sets, jobs, reads, source_errors)
     finally:
-        if own_reader:
-            reader.close()
+        for src in sources:
+            src.reader.close()
+
+
+def _finish(jobs: list[Job], sources: list[_SourceRead], now: datetime) -> None:
+    """Mark jobs a failed source should have fed; merge coverage; note CHT intervals."""
+    primary = next((s.app_settings for s in sources if s.app_settings), {}) or {}
+    start_day = month_start_day(primary)
+    for job in jobs:
+        begin, end = cht_interval(job.period, start_day)
+        job.interval = f"{begin.isoformat()}..{end.isoformat()}"
+        if job.problem:
+            continue
+        failed = [
+            s for s in sources if s.error and (s.app_settings is None or s.defines(job.data_set))
+        ]
+        if failed:
+            names = ", ".join(f"{s.source.name} ({s.error})" for s in failed)
+            job.read_error = f"CHT instance {names} could not be read"
+            continue
+        if not job.aggs:
+            job.problem = f"no CHT instance defines data set {job.data_set}"
+            continue
+        several = len(job.aggs) > 1
+        rows: dict[str, OrgUnitCoverage] = {}
+        tags = [m.tag for m in job.period.months]
+        counts = [agg.users_synced(tags) for agg in job.aggs.values()]
+        job.users = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+        for name, agg in job.aggs.items():
+            for cov in agg.coverage(tags, now):
+                if several:
+                    cov.missing = [f"{name}:{user}" for user in cov.missing]
+                into = rows.setdefault(
+                    cov.orgUnit, OrgUnitCoverage(orgUnit=cov.orgUnit, name=cov.name)
+                )
+                into.expected += cov.expected
+                into.synced += cov.synced
+                into.missing += cov.missing
+                if cov.newest_doc and (into.newest_doc is None or cov.newest_doc > into.newest_doc):
+                    into.newest_doc, into.newest_doc_age_days = (
+                        cov.newest_doc,
+                        cov.newest_doc_age_days,
+                    )
+        job.coverage = list(rows.values())
 
 
 def execute(
     request: RunRequest,
     config: RuntimeConfig,
     *,
-    pusher_factory: Callable[[RuntimeConfig, Callable[[Exchange], None]], Pusher] | None = None,
-    today: date | None = None,
+    pusher_factory: Callable[[RuntimeConfig, Recorder], Pusher] | None = None,
 ) -> RunReport:
-    """Run it all and report. Raises RunInputError for requests that cannot run."""
+    """Run it all and report. Raises RunInputError for requests that cannot run, and
+    RunBusyError when another run holds one of its (data set, period) pairs."""
     bad = [ds for ds in request.data_sets if not is_uid(ds)]
     if request.org_unit is not None and not is_uid(request.org_unit):
         bad.append(request.org_unit)
@@ -198,66 +405,128 @@ def execute(
     report.dry_run = config.dry_run if request.dry_run is None else request.dry_run
     report.org_unit = request.org_unit
     record = report.exchanges.append
-    try:
-        data_sets, periods = compute(request, config, recorder=record)
-    except ChtError as exc:
-        report.findings.append(Finding(level="error", code="cht_unreadable", message=str(exc)))
-        report.finished = utcnow()
-        return report
-    report.data_sets = data_sets
-    report.periods = [p.month.dhis2 for p in periods]
-    report.cht = [p.read for p in periods]
     if pusher_factory is None:
         from .dhis2 import Dhis2Client
 
-        def pusher_factory(cfg: RuntimeConfig, rec: Callable[[Exchange], None]) -> Pusher:
+        def pusher_factory(cfg: RuntimeConfig, rec: Recorder) -> Pusher:
             if cfg.dhis2 is None:
                 raise RunInputError("DHIS2 is not configured: set DHIS2_URL and credentials")
             return Dhis2Client(cfg.dhis2, recorder=rec)
 
     pusher = pusher_factory(config, record)
+    locks = RunLocks(config.lock_dir, config.concurrent_runs)
     try:
-        for data in periods:
-            for ds in data_sets:
-                report.results.append(_push_one(pusher, data, ds, report.dry_run))
+        with _Holder(locks) as holder:
+            try:
+                computed = compute(
+                    request,
+                    config,
+                    recorder=record,
+                    period_type_of=pusher.period_type,
+                    hold=holder.hold,
+                )
+            except ChtError as exc:
+                report.findings.append(
+                    Finding(level="error", code="cht_unreadable", message=str(exc))
+                )
+                report.finished = utcnow()
+                return report
+            report.data_sets = computed.data_sets
+            report.periods = list(dict.fromkeys(j.period.iso for j in computed.jobs))
+            report.cht = computed.reads
+            for name, error in computed.source_errors.items():
+                report.findings.append(
+                    Finding(level="error", code="cht_source_failed", message=error, ids=[name])
+                )
+            for job in computed.jobs:
+                report.results.append(_push_one(pusher, job, report.dry_run, config))
     finally:
         pusher.close()
     report.finished = utcnow()
     return report
 
 
-def _push_one(pusher: Pusher, data: PeriodData, data_set: str, dry_run: bool) -> DataSetResult:
-    period = data.month.dhis2
-    if data.read.error:
-        return DataSetResult(
-            data_set=data_set,
-            period=period,
-            status="error",
-            dry_run=dry_run,
-            error="not pushed: reading CHT failed, so the totals would be partial "
-            f"({data.read.error})",
+class _Holder:
+    """Holds the run's (data set, period) locks from planning until the end of the run."""
+
+    def __init__(self, locks: RunLocks) -> None:
+        self.locks = locks
+        self._context: Any = None
+
+    def hold(self, keys: list[str]) -> None:
+        self._context = self.locks.hold(keys)
+        self._context.__enter__()
+
+    def __enter__(self) -> _Holder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+
+
+def _describe(job: Job, result: DataSetResult) -> DataSetResult:
+    result.period_type = job.period.period_type
+    result.months = [m.tag for m in job.period.months]
+    result.cht_interval = job.interval
+    if job.aggs:
+        merged = job.merged
+        result.sources = list(job.aggs)
+        result.docs_counted = merged.docs_counted
+        result.skipped = dict(sorted(merged.skipped.items()))
+        result.coverage = job.coverage
+        result.users_expected, result.users_synced = job.users
+    return result
+
+
+def _push_one(pusher: Pusher, job: Job, dry_run: bool, config: RuntimeConfig) -> DataSetResult:
+    period = job.period.iso
+    base = {"data_set": job.data_set, "period": period, "status": "error", "dry_run": dry_run}
+    if job.problem:
+        return _describe(job, DataSetResult(**base, error=f"not pushed: {job.problem}"))
+    if job.read_error:
+        return _describe(
+            job,
+            DataSetResult(
+                **base,
+                error=f"not pushed: {job.read_error}, so the totals would be partial",
+            ),
         )
-    agg = data.aggregations[data_set]
-    rows = agg.data_values()
+    agg = job.merged
+    held = _held(job.coverage, config.coverage_threshold)
+    rows = [r for r in agg.data_values() if r.orgUnit not in held]
+    scope = [ou for ou in agg.org_units if ou not in held]
     try:
         result = pusher.push(
-            data_set,
+            job.data_set,
             period,
             rows,
             dry_run=dry_run,
-            scope_org_units=agg.org_units,
+            scope_org_units=scope,
             mapped=[m.row for m in agg.mappings],
-            # an org unit CHT no longer maps keeps no stale numbers, unless one was asked for
-            sweep_assigned=agg.org_unit is None,
+            # an org unit CHT no longer maps keeps no stale numbers, unless one was asked
+            # for or coverage holds some back (then "not produced" does not mean "gone")
+            sweep_assigned=agg.org_unit is None and not held,
         )
     except Exception as exc:  # noqa: BLE001 - one data set's failure must not stop the others
-        return DataSetResult(
-            data_set=data_set,
-            period=period,
-            status="error",
-            dry_run=dry_run,
-            values_computed=len(rows),
-            error=str(exc) or type(exc).__name__,
+        result = DataSetResult(
+            **base, values_computed=len(rows), error=str(exc) or type(exc).__name__
         )
     result.values_computed = len(rows)
-    return result
+    for cov in job.coverage:
+        cov.held = cov.orgUnit in held
+    result.held_org_units = sorted(held)
+    if config.complete_data_sets and not dry_run and result.status != "error":
+        refused = {r.orgUnit for r in result.rejected}
+        ready = [ou for ou in scope if ou not in refused]
+        if ready:
+            done, findings = pusher.register_completeness(job.data_set, period, ready)
+            result.completeness_registered = done
+            result.preflight += findings
+    return _describe(job, result)
+
+
+def _held(coverage: list[OrgUnitCoverage], threshold: float | None) -> set[str]:
+    if threshold is None:
+        return set()
+    return {c.orgUnit for c in coverage if c.expected and c.percent < threshold}

@@ -31,7 +31,6 @@ from .console_config import ConsoleConfig, load_registration, validate_config
 from .envelope import error_envelope, iso, transaction_document
 from .models import utcnow
 from .openhim import OpenhimAgent, OpenhimClient, OpenhimError
-from .periods import Month
 from .run import RunRequest, execute
 
 log = logging.getLogger(__name__)
@@ -100,11 +99,10 @@ class ScheduledRun:
             envelope = error_envelope(
                 urn=self.service.urn, http_status=500, message=f"configuration problem: {exc}"
             )
-            period = ""
         else:
-            month = Month.previous_completed(effective.runtime.timezone, now=started)
-            period = month.tag
-            request = RunRequest(periods=[month], trigger="schedule")
+            # like a polling channel: the latest completed period of each data set's
+            # type and the lookback before it, as of the trigger time
+            request = RunRequest(as_of=started, trigger="schedule")
             envelope = self.service.run(request, effective, {"trigger": "mediator schedule"})
         log.info("scheduled run finished: %s", envelope["status"])
         if self.agent is None:
@@ -114,8 +112,9 @@ class ScheduledRun:
             request={
                 **self.route,
                 "method": "GET",
-                "querystring": f"period={period}" if period else "",
-                "headers": {},
+                "querystring": "",
+                # a rerun from the console replays this time, so it redoes the same periods
+                "headers": {"X-OpenHIM-LastRunAt": iso(started)},
                 "body": "",
                 "timestamp": iso(started),
             },

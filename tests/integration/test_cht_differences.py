@@ -27,18 +27,21 @@ def config_for(couch, db: str, **cht: Any) -> RuntimeConfig:
     )
 
 
-def values(data, ds: str = DATA_SET) -> list[dict[str, Any]]:
-    return [dv.as_export() for dv in data.aggregations[ds].data_values()]
+def values(job) -> list[dict[str, Any]]:
+    return [dv.as_export() for dv in job.merged.data_values()]
 
 
 def run(couch, settings, docs, *, ds=DATA_SET, org_unit=None, choices=None, **cht):
+    """The one (data set, February 2000) job, and what was read for it."""
     db = seed(couch, settings, docs)
     config = config_for(couch, db, **cht)
     if choices:
         config.value_choices = choices
     request = RunRequest(periods=[Month(2000, 2)], data_sets=[ds], org_unit=org_unit)
-    _, periods = compute(request, config)
-    return periods[0]
+    computed = compute(request, config)
+    (job,) = computed.jobs
+    job.reads = computed.reads
+    return job
 
 
 AGE = mock_settings(
@@ -61,7 +64,7 @@ def test_two_targets_disaggregating_one_data_element_stay_two_rows(couch):
     )
     data = run(couch, AGE, [contact("chu"), doc], ds="dsAge")
     # CHT collapses these into one row {deAnc, coc20p, 8}
-    assert values(data, "dsAge") == [
+    assert values(data) == [
         {"dataElement": "deAnc", "categoryOptionCombo": "cocU20", "orgUnit": "ou-chu", "value": 3},
         {"dataElement": "deAnc", "categoryOptionCombo": "coc20p", "orgUnit": "ou-chu", "value": 5},
     ]
@@ -84,8 +87,8 @@ def test_dhis_array_on_a_target_definition_is_honoured(couch):
     data_a = run(couch, settings, [contact("chu"), doc], ds="dsA")
     data_b = run(couch, settings, [contact("chu"), doc], ds="dsB")
     # CHT drops the target and answers 'dataSet "dsA" has no dataElements'
-    assert values(data_a, "dsA") == [{"dataElement": "deVisitsA", "orgUnit": "ou-chu", "value": 7}]
-    assert values(data_b, "dsB") == [{"dataElement": "deVisitsB", "orgUnit": "ou-chu", "value": 7}]
+    assert values(data_a) == [{"dataElement": "deVisitsA", "orgUnit": "ou-chu", "value": 7}]
+    assert values(data_b) == [{"dataElement": "deVisitsB", "orgUnit": "ou-chu", "value": 7}]
 
 
 def test_org_unit_filter_returns_only_that_org_unit(couch):
@@ -145,7 +148,7 @@ def test_only_dhis2_data_value_fields_are_emitted(couch):
         [{"id": "t", "dhis": {"dataElement": "de-1", "arbitrary": "yes", "value": 99}}],
     )
     data = run(couch, settings, [contact("chu")], ds="ds-1")
-    assert values(data, "ds-1") == [{"dataElement": "de-1", "orgUnit": "ou-chu", "value": 0}]
+    assert values(data) == [{"dataElement": "de-1", "orgUnit": "ou-chu", "value": 0}]
 
 
 def deep_person(depth: int) -> dict[str, Any]:
@@ -187,7 +190,7 @@ MALFORMED = [
 
 def test_malformed_docs_are_skipped_and_counted_by_reason(couch):
     data = run(couch, DEFAULT_SETTINGS, MALFORMED)
-    assert data.read.skipped[DATA_SET] == {
+    assert dict(data.merged.skipped) == {
         "doc_type_not_target": 1,
         "doc_without_owner": 1,
         "doc_without_targets": 1,
@@ -197,7 +200,7 @@ def test_malformed_docs_are_skipped_and_counted_by_reason(couch):
         "target_value_not_numeric": 1,
         "target_without_value": 1,
     }
-    assert data.read.target_docs == 9
+    assert sum(r.target_docs for r in data.reads) == 9
     # counted: "ok" (12 and 4) and the one good target of "novalue" (deliveries 1)
     assert [v["value"] for v in values(data)] == [12, 5]
 
@@ -225,9 +228,9 @@ def test_target_docs_arrive_in_pages_and_give_the_same_result(couch):
     docs.append(target_doc("chw0", "2000-03"))  # next month: outside the range
     paged = run(couch, DEFAULT_SETTINGS, docs, page_size=2, owner_batch=3)
     whole = run(couch, DEFAULT_SETTINGS, docs, page_size=1000)
-    assert paged.read.pages == 4
-    assert whole.read.pages == 1
-    assert paged.read.target_docs == whole.read.target_docs == 7
+    assert [r.pages for r in paged.reads] == [4]
+    assert [r.pages for r in whole.reads] == [1]
+    assert paged.reads[0].target_docs == whole.reads[0].target_docs == 7
     assert values(paged) == values(whole)
     assert values(paged)[0]["value"] == 7 * 12
 

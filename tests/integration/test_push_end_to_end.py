@@ -45,10 +45,10 @@ def config(couch, db: str, d2: Dhis2StandIn, **dhis2) -> RuntimeConfig:
 
 def expected(cfg: RuntimeConfig, month: Month = JAN) -> dict[tuple[str, str, str, str, str], str]:
     """What DHIS2 should hold: every non-zero value the engine computes."""
-    data_sets, periods = compute(RunRequest(periods=[month]), cfg)
+    computed = compute(RunRequest(periods=[month]), cfg)
     want = {}
-    for ds in data_sets:
-        for dv in periods[0].aggregations[ds].data_values():
+    for job in computed.jobs:
+        for dv in job.merged.data_values():
             if dv.value != 0:
                 key = (
                     dv.dataElement,

@@ -21,7 +21,6 @@ from mediator.console_config import ConsoleConfig, load_registration
 from mediator.envelope import BODY_LIMIT
 from mediator.models import Exchange
 from mediator.openhim import OpenhimAgent, OpenhimClient
-from mediator.periods import Month
 from mediator.report import ChtRead, DataSetResult, ImportCount, RunReport
 from mediator.run import RunInputError, RunRequest
 
@@ -160,7 +159,7 @@ def test_get_runs_the_asked_month_and_answers_the_envelope(
     assert response.status_code == 200
     assert data["status"] == "Successful"
     request, config = runner.calls[0]
-    assert request.periods == [Month(2024, 1)]
+    assert [p.dhis2 for p in request.periods] == ["202401"]
     assert (request.data_sets, request.org_unit, request.dry_run) == ([DS], OU, True)
     assert config.cht.url == "https://cht.example.org"
     assert json.loads(data["response"]["body"])["run_id"] == "run-1"
@@ -173,7 +172,7 @@ def test_post_json_body(client: FlaskClient, runner: FakeRunner) -> None:
     )
     assert envelope(response)["status"] == "Successful"
     request, _ = runner.calls[0]
-    assert request.periods == [Month(2024, 2)]
+    assert [p.dhis2 for p in request.periods] == ["202402"]
     assert request.data_sets == [DS, "BfMAe6Itzgt"]
     assert request.dry_run is False
 
@@ -238,10 +237,10 @@ def test_no_period_means_the_previous_month_in_the_configured_zone_at_request_ti
     utc = make_app(runner, clock=clock)
     nairobi.test_client().get("/push")
     utc.test_client().get("/push")
-    assert [r.periods for r, _ in runner.calls] == [[Month(2024, 3)], [Month(2024, 2)]]
+    assert [[p.dhis2 for p in r.periods] for r, _ in runner.calls] == [["202403"], ["202402"]]
     clock.now = datetime(2024, 5, 2, 9, 0, tzinfo=UTC)  # same app, a month later
     utc.test_client().get("/push")
-    assert runner.calls[-1][0].periods == [Month(2024, 4)]
+    assert [p.dhis2 for p in runner.calls[-1][0].periods] == ["202404"]
 
 
 def test_rerun_of_a_polling_transaction_pushes_the_original_month(runner: FakeRunner) -> None:
@@ -255,7 +254,7 @@ def test_rerun_of_a_polling_transaction_pushes_the_original_month(runner: FakeRu
             "parentID": "65f000000000000000000001",
         },
     )
-    assert runner.calls[0][0].periods == [Month(2024, 2)]
+    assert [p.dhis2 for p in runner.calls[0][0].periods] == ["202402"]
     assert runner.calls[0][0].trigger == "openhim"
     assert envelope(response)["properties"]["rerun of"] == "65f000000000000000000001"
 

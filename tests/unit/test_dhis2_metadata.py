@@ -89,11 +89,26 @@ def test_missing_data_set_blocks() -> None:
     assert "zzzzzzzzzzz" in pre.findings[0].message and pre.ready == []
 
 
-def test_non_monthly_data_sets_are_refused_for_now_and_the_type_is_exposed() -> None:
+def test_weekly_and_daily_data_sets_are_refused_with_the_reason() -> None:
+    for period_type in ("Weekly", "Daily"):
+        pre = check(reference_meta(periodType=period_type), DS, "2024W5", [dv(MEASLES, 1)], NOW)
+        assert pre.blocked and pre.period_type == period_type
+        assert codes(pre) == ["period_type_unsupported"]
+        assert "CHT keeps targets by calendar month" in pre.findings[0].message
+
+
+def test_a_period_of_another_type_than_the_data_set_is_refused() -> None:
     pre = check(reference_meta(periodType="Quarterly"), DS, "202410", [dv(MEASLES, 1)], NOW)
     assert pre.blocked and pre.period_type == "Quarterly"
-    assert codes(pre) == ["period_type_unsupported"]
-    assert "Quarterly" in pre.findings[0].message
+    assert codes(pre) == ["period_type_mismatch"]
+    assert "Monthly" in pre.findings[0].message and "Quarterly" in pre.findings[0].message
+
+
+def test_quarterly_periods_lock_at_the_end_of_the_quarter() -> None:
+    meta = reference_meta(periodType="Quarterly", expiryDays=60, openFuturePeriods=0)
+    assert codes(check(meta, DS, "2024Q3", [dv(MEASLES, 1)], NOW)) == []  # 30 Sep + 60 d
+    assert codes(check(meta, DS, "2024Q2", [dv(MEASLES, 1)], NOW)) == ["period_expired"]
+    assert codes(check(meta, DS, "2024Q4", [dv(MEASLES, 1)], NOW)) == ["period_not_open_yet"]
 
 
 def test_data_elements_outside_the_data_set_block_it_and_are_named() -> None:

@@ -24,6 +24,7 @@ from mediator.report import (
     DataSetResult,
     Finding,
     ImportCount,
+    OrgUnitCoverage,
     RejectedRow,
     RunReport,
 )
@@ -81,18 +82,20 @@ def make_report(**overrides: Any) -> RunReport:
         "periods": ["2024-02"],
         "data_sets": ["VTdjfLXXmoi"],
         "cht": [
-            ChtRead(
-                period="2024-02",
-                target_docs=1200,
-                places=87,
-                docs_counted={"VTdjfLXXmoi": 1195},
-                skipped={"VTdjfLXXmoi": {"owner_not_found": 3, "target.value.missing": 2}},
-            )
+            ChtRead(period="2024-02", target_docs=1200, places=87),
         ],
         "results": [
             DataSetResult(
                 data_set="VTdjfLXXmoi",
                 period="202402",
+                docs_counted=1195,
+                skipped={"owner_not_found": 3, "target.value.missing": 2},
+                coverage=[
+                    OrgUnitCoverage(orgUnit=ou, expected=4, synced=3, missing=["chw9"])
+                    for ou in ("ou1", "ou2", "ou3")
+                ],
+                users_expected=12,
+                users_synced=9,
                 values_sent=40,
                 counts=ImportCount(imported=30, updated=8, ignored=2, deleted=0),
                 conflicts=[Conflict(value="bad value", object="x")],
@@ -254,7 +257,8 @@ def test_properties_are_flat_strings_an_operator_can_scan() -> None:
         "0",
     )
     assert props["conflicts"] == "1"
-    assert props["org units"] == "87"
+    assert props["org units"] == "3"
+    assert props["users synced"] == "9 of 12 (75.0%)"
     assert props["target docs read"] == "1200"
     assert props["docs skipped"] == "5"
     assert props["skipped owner_not_found"] == "3"
@@ -266,11 +270,11 @@ def test_properties_are_flat_strings_an_operator_can_scan() -> None:
 
 
 def test_skips_are_reported_per_data_set_when_there_are_several() -> None:
-    read = ChtRead(
-        period="202402",
-        skipped={"VTdjfLXXmoi": {"owner_not_found": 3}, "BfMAe6Itzgt": {"owner_not_found": 3}},
-    )
-    props = build(make_report(cht=[read]))["properties"]
+    results = [
+        DataSetResult(data_set=ds, period="202402", skipped={"owner_not_found": 3})
+        for ds in ("VTdjfLXXmoi", "BfMAe6Itzgt")
+    ]
+    props = build(make_report(results=results))["properties"]
     assert props["docs skipped"] == "VTdjfLXXmoi: 3, BfMAe6Itzgt: 3"  # the same 3 docs, not 6
     assert props["skipped BfMAe6Itzgt owner_not_found"] == "3"
 

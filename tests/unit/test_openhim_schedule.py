@@ -11,7 +11,6 @@ import responses
 
 from mediator.app import PushService
 from mediator.config import ConfigError, RuntimeConfig
-from mediator.periods import Month
 from mediator.report import DataSetResult, RunReport
 from mediator.run import RunRequest
 from mediator.service import ScheduledRun, build
@@ -108,13 +107,17 @@ def test_without_the_channel_the_mediator_runs_and_records_the_transaction() -> 
     _, _, job = wired(runner)
     job.clock = lambda: datetime(2024, 3, 2, 23, 30, tzinfo=UTC)  # 3 March in Nairobi
     job()
-    assert runner.calls[0].periods == [Month(2024, 2)]
+    # the latest completed period (and the lookback) as of the trigger time
+    assert runner.calls[0].periods == []
+    assert runner.calls[0].as_of == datetime(2024, 3, 2, 23, 30, tzinfo=UTC)
     assert runner.calls[0].trigger == "schedule"
     assert created.call_count == 1
     doc = json.loads(responses.calls[-1].request.body)
     assert doc["status"] == "Successful"
     assert doc["request"]["timestamp"].startswith("2024-03-02T23:30")
-    assert doc["request"]["querystring"] == "period=2024-02"
+    # a console rerun replays the trigger time, so it redoes the same periods
+    assert doc["request"]["querystring"] == ""
+    assert doc["request"]["headers"]["X-OpenHIM-LastRunAt"].startswith("2024-03-02T23:30")
     assert doc["properties"]["trigger"] == "mediator schedule"
     assert "d2pat-Secret-5511" not in responses.calls[-1].request.body.decode()
 
