@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from devstack import cht_docs, deployment as dep
+from devstack import cht_docs
+from devstack import deployment as dep
 from devstack.dhis2_standin import Dhis2StandIn
 from mediator.config import ChtSettings, ChtSource, Dhis2Settings, RuntimeConfig
 from mediator.locks import RunBusyError
