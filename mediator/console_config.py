@@ -53,6 +53,9 @@ PARAM_ENV: dict[str, str] = {
     "timezone": "MEDIATOR_TIMEZONE",
     "asyncMode": "MEDIATOR_ASYNC",
     "chunkSize": "DHIS2_CHUNK_SIZE",
+    "lookbackPeriods": "MEDIATOR_LOOKBACK_PERIODS",
+    "coverageThreshold": "MEDIATOR_COVERAGE_THRESHOLD",
+    "completeDataSets": "MEDIATOR_COMPLETE_DATA_SETS",
 }
 ENV_PARAM = {env: param for param, env in PARAM_ENV.items()}
 
@@ -154,6 +157,15 @@ def _check_meaning(param: str, value: Any) -> str | None:
             return f"{value!r} is not an IANA time zone"
     if param == "chunkSize" and not (1 <= value <= 100_000 and float(value).is_integer()):
         return "must be a whole number between 1 and 100000"
+    if param == "lookbackPeriods" and not (0 <= value <= 24 and float(value).is_integer()):
+        return "must be a whole number between 0 and 24"
+    if param == "coverageThreshold" and str(value).strip():
+        try:
+            threshold = float(value)
+        except ValueError:
+            return f"must be a percentage from 0 to 100, got {value!r}"
+        if not 0 <= threshold <= 100:
+            return f"must be a percentage from 0 to 100, got {value!r}"
     return None
 
 
@@ -328,7 +340,7 @@ def secrets_of(runtime: RuntimeConfig | None) -> list[str]:
     """Secret values a report or envelope must never show."""
     if runtime is None:
         return []
-    found = [runtime.cht.password]
+    found = [source.settings.password for source in runtime.sources()]
     if runtime.dhis2 is not None:
         found += [runtime.dhis2.password, runtime.dhis2.token]
     return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]

@@ -24,6 +24,7 @@ from mediator.console_config import (
 # the new version with the hash printed by the failure.
 RECORDED = {
     "0.1.0": "ec2abc1a37bcbc2333495954b69d48abc2f673354254d0ad1036e49e1f80ea3e",
+    "0.2.0": "ef2b3aa95c9b1c3c2db90924113d4eaba1a4bc9d0270103c64742b2f922f4107",
 }
 SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 BASE_ENV = {
@@ -219,3 +220,21 @@ def test_ill_typed_console_config_is_refused(config: Any, registration: dict[str
     assert holder.apply({"dryRun": True})
     assert holder.apply(config) is False
     assert holder.current() == {"dryRun": True}
+
+
+def test_console_can_set_lookback_coverage_threshold_and_completeness() -> None:
+    registration = load_registration(env={})
+    defs = registration["configDefs"]
+    console = {
+        **registration["config"],
+        "lookbackPeriods": 5,
+        "coverageThreshold": "80",
+        "completeDataSets": True,
+    }
+    assert validate_config(console, defs).problems == []
+    effective = resolve(BASE_ENV, console, registration["config"])
+    assert effective.runtime.lookback_periods == 5
+    assert effective.runtime.coverage_threshold == 80
+    assert effective.runtime.complete_data_sets is True
+    bad = validate_config({**console, "coverageThreshold": "120", "lookbackPeriods": 99}, defs)
+    assert len(bad.problems) == 2
