@@ -94,7 +94,10 @@ def _request(args: argparse.Namespace, trigger: str = "cli") -> RunRequest:
 def preview(args: argparse.Namespace) -> int:
     try:
         config = RuntimeConfig.from_env(need_dhis2=False)
-        computed = compute(_request(args), config)
+        request = _request(args)
+        if request.scheduled:
+            config.lookback_periods = 0  # a preview shows the latest completed month only
+        computed = compute(request, config)
     except (ConfigError, RunInputError, ChtError, PeriodError) as exc:
         return _fail(str(exc))
     today = date.today().isoformat()
