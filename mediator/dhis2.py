@@ -309,6 +309,16 @@ class Dhis2Client:
                 response = self._session.send(
                     prepared, timeout=self.settings.timeout, allow_redirects=False, **env
                 )
+            except requests.exceptions.SSLError:
+                # a certificate problem does not go away by retrying
+                exchange.error = "TLS certificate verification failed"
+                exchange.finished = utcnow()
+                self._record(exchange)
+                raise Dhis2Error(
+                    f"TLS certificate verification failed for DHIS2 at {where} ({name}): set "
+                    "DHIS2_CA_BUNDLE to the CA that signed it (or DHIS2_VERIFY_TLS=false, for "
+                    "development only)"
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
                 exchange.error = f"{kind}: {type(exc).__name__}"
@@ -393,6 +403,16 @@ class Dhis2Client:
             404: " (not found: is DHIS2_URL the base URL of DHIS2?)",
             413: " (a proxy in front of DHIS2 refused the body size: lower DHIS2_CHUNK_SIZE)",
         }.get(response.status_code, "")
+        if not hint and response.text.strip() and _json(response) is None:
+            kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+            hint = (
+                f" with a body that is not JSON ({kind}): a proxy or an error page answered "
+                "instead of DHIS2's API"
+            )
+            if what == "the data value import":
+                hint += "; whether DHIS2 stored these values is unknown: the next run compares"
+        elif not hint and response.status_code in (200, 409):
+            hint = " with JSON that is not a DHIS2 import summary"
         return Dhis2Error(
             f"DHIS2 at {self.safe_url}{path} answered HTTP {response.status_code} to {what}"
             f"{self._message_suffix(response)}{hint}",
@@ -444,6 +464,11 @@ class Dhis2Client:
                 self._username = str(name) if name else None
         return self._username
 
+    def period_type(self, data_set: str) -> str | None:
+        """The data set's DHIS2 period type (None when DHIS2 has no such data set)."""
+        meta = self.data_set_metadata(data_set)
+        return meta.periodType if meta else None
+
     def data_set_metadata(self, data_set: str) -> DataSetMeta | None:
         """The data set as preflight needs it (one request, cached); None if DHIS2 has none."""
         if data_set in self._meta:
@@ -463,11 +488,6 @@ class Dhis2Client:
         meta = DataSetMeta.model_validate(body)
         self._meta[data_set] = meta
         return meta
-
-    def period_type(self, data_set: str) -> str | None:
-        """The data set's DHIS2 period type (None when DHIS2 has no such data set)."""
-        meta = self.data_set_metadata(data_set)
-        return meta.periodType if meta else None
 
     def preflight(self, data_set: str, period: str, rows: list[DataValue]) -> Preflight:
         """Check rows against the data set before anything is posted."""
@@ -588,26 +608,6 @@ class Dhis2Client:
                 return self._await_job(job, name)
         raise self._fail(response, "the data value import")
 
-    def _poll_pause(self, polls: int) -> float:
-        """Sleep 0.5, 1, 2, 4, 5, 5 … s: quick for small jobs, gentle on long ones."""
-        pause = min(POLL_MAX_SECONDS, POLL_FIRST_SECONDS * float(2**polls))
-        self._sleep(pause)
-        return pause
-
-    def _await_job(self, job: AsyncJob, name: str) -> ImportResult:
-        """Poll the job's notifications until one says completed, then read its summary."""
-        budget = max(self.settings.timeout, 60.0)
-        waited = 0.0
-        polls = 0
-        while True:
-            response = self._request(
-                "GET",
-                f"/api/system/tasks/DATAVALUE_IMPORT/{quote(job.id, safe='')}",
-                name=f"{name} job status",
-            )
-            notes = _json(response)
-            if response.status_code != 200:
-                raise self._fail(response, f"the status request of import job {job.id}")
     def register_completeness(
         self, data_set: str, period: str, org_units: list[str]
     ) -> tuple[list[str], list[Finding]]:
@@ -668,6 +668,26 @@ class Dhis2Client:
                 )
         return done, findings
 
+    def _poll_pause(self, polls: int) -> float:
+        """Sleep 0.5, 1, 2, 4, 5, 5 … s: quick for small jobs, gentle on long ones."""
+        pause = min(POLL_MAX_SECONDS, POLL_FIRST_SECONDS * float(2**polls))
+        self._sleep(pause)
+        return pause
+
+    def _await_job(self, job: AsyncJob, name: str) -> ImportResult:
+        """Poll the job's notifications until one says completed, then read its summary."""
+        budget = max(self.settings.timeout, 60.0)
+        waited = 0.0
+        polls = 0
+        while True:
+            response = self._request(
+                "GET",
+                f"/api/system/tasks/DATAVALUE_IMPORT/{quote(job.id, safe='')}",
+                name=f"{name} job status",
+            )
+            notes = _json(response)
+            if response.status_code != 200:
+                raise self._fail(response, f"the status request of import job {job.id}")
             if isinstance(notes, list) and any(
                 isinstance(n, dict) and n.get("completed") is True for n in notes
             ):
