@@ -9,6 +9,7 @@ serialised by one lock per process: a second request waits for the first.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
 
 from .config import ConfigError, RuntimeConfig
 from .console_config import ConsoleConfig, Effective, load_registration, resolve, secrets_of
@@ -48,6 +50,12 @@ PUSH_PATH = "/push"
 TRANSACTION_HEADER = "X-OpenHIM-TransactionID"
 LAST_RUN_HEADER = "X-OpenHIM-LastRunAt"
 PARAMS = ("period", "dataSet", "orgUnit", "dryRun")
+MAX_BODY_BYTES = 64 * 1024  # a push request is a few ids; more is a mistake or an attack
+MAX_VALUE_CHARS = 200  # one parameter value (a period, a uid): longer is never valid
+MAX_PERIODS = 36  # periods in one request: three years of months
+MAX_DATA_SETS = 50
+MAX_WAITING = 20  # requests queued behind the running one; more are answered 429 "busy"
+AUTH_REALM = 'Basic realm="cht-dhis2-mediator", charset="UTF-8"'
 SECRET_PARAM = re.compile(r".*(Password|Token)$")
 # JS Date.toString(), how core's poller sends X-OpenHIM-LastRunAt:
 # "Mon Jan 01 2024 02:00:00 GMT+0000 (Coordinated Universal Time)"
@@ -85,7 +93,11 @@ def _strings(name: str, value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
     if not all(isinstance(item, str) for item in items):
         raise BadRequest(f"{name} must be a string or a list of strings")
-    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+    parts = [part.strip() for item in items for part in item.split(",") if part.strip()]
+    long = next((part for part in parts if len(part) > MAX_VALUE_CHARS), None)
+    if long is not None:
+        raise BadRequest(f"a {name} value is {len(long)} characters long: that is not a {name}")
+    return parts
 
 
 def parse_push(args: MultiDict[str, str], body: Mapping[str, Any] | None) -> PushInput:
@@ -108,7 +120,11 @@ def parse_push(args: MultiDict[str, str], body: Mapping[str, Any] | None) -> Pus
             periods.append(Month.parse(text))
         except PeriodError as exc:
             raise BadRequest(str(exc)) from None
+    if len(periods) > MAX_PERIODS:
+        raise BadRequest(f"at most {MAX_PERIODS} periods per request, got {len(periods)}")
     data_sets = _strings("dataSet", raw.get("dataSet", []))
+    if len(set(data_sets)) > MAX_DATA_SETS:
+        raise BadRequest(f"at most {MAX_DATA_SETS} data sets per request, got {len(data_sets)}")
     bad = [ds for ds in data_sets if not is_uid(ds)]
     if bad:
         raise BadRequest(
@@ -117,9 +133,9 @@ def parse_push(args: MultiDict[str, str], body: Mapping[str, Any] | None) -> Pus
     org_unit = raw.get("orgUnit")
     if org_unit is not None:
         if not isinstance(org_unit, str) or not is_uid(org_unit.strip()):
+            shown = org_unit if len(repr(org_unit)) <= MAX_VALUE_CHARS else "(too long)"
             raise BadRequest(
-                f"orgUnit {org_unit!r} is not a DHIS2 id"
-                " (11 letters/digits, starting with a letter)"
+                f"orgUnit {shown!r} is not a DHIS2 id (11 letters/digits, starting with a letter)"
             )
         org_unit = org_unit.strip()
     dry_run = _dry_run(raw["dryRun"]) if raw.get("dryRun") is not None else None
@@ -186,7 +202,11 @@ class PushService:
         agent: OpenhimAgent | None,
         clock: Callable[[], datetime],
         background: Background,
+        push_auth: tuple[str, str] | None = None,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
+        self.push_auth = push_auth
+        self.max_waiting = max_waiting
         self.registration = registration
         self.urn = str(registration["urn"])
         self.defaults: Mapping[str, Any] = registration.get("config", {})
@@ -217,6 +237,8 @@ class PushService:
             for k, v in self.console.current().items()
             if isinstance(v, str) and SECRET_PARAM.match(k)
         ]
+        if self.push_auth is not None:
+            secrets.append(self.push_auth[1])
         return self._reply(
             error_envelope(
                 urn=self.urn,
@@ -228,7 +250,31 @@ class PushService:
             )
         )
 
+    def authorized(self) -> bool:
+        """Basic auth against MEDIATOR_PUSH_USERNAME/PASSWORD, when they are set."""
+        if self.push_auth is None:
+            return True
+        given = request.authorization
+        if given is None or given.type != "basic":
+            return False
+        user_ok = hmac.compare_digest(
+            (given.username or "").encode("utf-8"), self.push_auth[0].encode("utf-8")
+        )
+        password_ok = hmac.compare_digest(
+            (given.password or "").encode("utf-8"), self.push_auth[1].encode("utf-8")
+        )
+        return user_ok and password_ok
+
     def handle(self) -> Response:
+        if not self.authorized():
+            answer = self._fail(
+                401,
+                "the push endpoint needs credentials: HTTP Basic auth with "
+                "MEDIATOR_PUSH_USERNAME and MEDIATOR_PUSH_PASSWORD (set them on the OpenHIM "
+                "channel's route)",
+            )
+            answer.headers["WWW-Authenticate"] = AUTH_REALM
+            return answer
         arrived = self.clock()
         with self.state.lock:
             self.state.last_request_at = arrived
@@ -306,8 +352,23 @@ class PushService:
     ) -> dict[str, Any]:
         """One run under the process-wide run lock; always returns an envelope."""
         secrets = secrets_of(effective.runtime)
+        if self.push_auth is not None:
+            secrets.append(self.push_auth[1])
         with self.state.lock:
-            self.state.waiting += 1
+            busy = self.state.running > 0 and self.state.waiting >= self.max_waiting
+            if not busy:
+                self.state.waiting += 1
+        if busy:
+            log.warning("refused a run: one is running and %d are waiting", self.max_waiting)
+            return error_envelope(
+                urn=self.urn,
+                http_status=429,
+                message=f"busy: a run is in progress and {self.max_waiting} more are waiting; "
+                "nothing was started, try again when they have finished",
+                now=self.clock(),
+                secrets=secrets,
+                extra_properties=extra,
+            )
         with self.state.run_lock:
             with self.state.lock:
                 self.state.waiting -= 1
@@ -416,6 +477,8 @@ def create_app(
     agent: OpenhimAgent | None = None,
     clock: Callable[[], datetime] = utcnow,
     background: Background = _default_background,
+    push_auth: tuple[str, str] | None = None,
+    max_waiting: int = MAX_WAITING,
 ) -> Flask:
     """Build the mediator's Flask app.
 
@@ -433,14 +496,39 @@ def create_app(
         agent=agent,
         clock=clock,
         background=background,
+        push_auth=push_auth,
+        max_waiting=max_waiting,
     )
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["mediator"] = service
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        """Wrong method, unknown path, oversized body: a clear answer, never HTML."""
+        status = exc.code or 400
+        message = {
+            405: f"method {request.method} is not allowed here: use "
+            + ("GET or POST" if request.path == PUSH_PATH else "GET"),
+            413: f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB",
+            404: f"no such endpoint {request.path}: use {PUSH_PATH} or /health",
+        }.get(status, exc.description or exc.name)
+        if request.path == PUSH_PATH:
+            answer = service._fail(status, message)
+        else:
+            answer = Response(
+                json.dumps({"error": message}), status=status, content_type="application/json"
+            )
+        if status == 405:
+            answer.headers["Allow"] = "GET, POST" if request.path == PUSH_PATH else "GET"
+        return answer
 
     @app.route(PUSH_PATH, methods=["GET", "POST"])
     def push() -> Response:
         try:
             return service.handle()
+        except HTTPException:
+            raise  # e.g. a body over MAX_BODY_BYTES: answered by http_error below
         except Exception:  # the envelope, never an HTML 500 with a stack trace
             log.exception("push endpoint failed")
             return service._fail(500, "internal error in the mediator; see its log")

@@ -10,6 +10,7 @@ mediator run itself and record the transaction with ``POST /transactions``.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -37,6 +38,48 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_ENV = "MEDIATOR_SCHEDULE"
 SCHEDULE_CHANNEL_ENV = "MEDIATOR_SCHEDULE_CHANNEL"
+PUSH_USER_ENV, PUSH_PASSWORD_ENV = "MEDIATOR_PUSH_USERNAME", "MEDIATOR_PUSH_PASSWORD"
+PUSH_AUTH_ENV = "MEDIATOR_PUSH_AUTH"  # "none": leave /push open off loopback, on purpose
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def push_credentials(env: Mapping[str, str], host: str) -> tuple[str, str] | None:
+    """The Basic credentials /push requires, or None when it may stay open.
+
+    Off loopback, /push would let anyone on the network trigger pushes: then the
+    credentials are required unless ``MEDIATOR_PUSH_AUTH=none`` says otherwise.
+    """
+    user = (env.get(PUSH_USER_ENV) or "").strip()
+    password = env.get(PUSH_PASSWORD_ENV) or ""
+    if user and password:
+        return user, password
+    if user or password:
+        raise ConfigError(f"set both {PUSH_USER_ENV} and {PUSH_PASSWORD_ENV}, or neither")
+    if is_loopback(host):
+        return None
+    mode = (env.get(PUSH_AUTH_ENV) or "").strip().lower()
+    if mode == "none":
+        log.warning(
+            "the push endpoint is open to anyone who can reach %s (%s=none): "
+            "anyone there can trigger pushes to DHIS2",
+            host,
+            PUSH_AUTH_ENV,
+        )
+        return None
+    raise ConfigError(
+        f"MEDIATOR_HOST={host} makes /push reachable from the network, so it needs "
+        f"credentials: set {PUSH_USER_ENV} and {PUSH_PASSWORD_ENV} (and the same username "
+        f"and password as Basic auth on the OpenHIM channel's route), or {PUSH_AUTH_ENV}=none "
+        "to leave it open on purpose"
+    )
 
 
 def polling_channel_name(registration: Mapping[str, Any]) -> str | None:
@@ -141,6 +184,7 @@ def build(
             "mediator-config.json: config does not match configDefs: "
             f"{shipped.problems + shipped.unknown}"
         )
+    push_auth = push_credentials(source, mediator.host)
     console = ConsoleConfig(defs)
     agent: OpenhimAgent | None = None
     if openhim.url:
@@ -148,7 +192,12 @@ def build(
     else:
         log.warning("OPENHIM_URL is not set: not registering; answering HTTP requests only")
     app = create_app(
-        registration=registration, console=console, env=env, runner=runner, agent=agent
+        registration=registration,
+        console=console,
+        env=env,
+        runner=runner,
+        agent=agent,
+        push_auth=push_auth,
     )
     service: PushService = app.extensions["mediator"]
 

@@ -1,0 +1,226 @@
+"""Bad input: every endpoint and command refuses it with a clear message and the
+right status (400 inside the OpenHIM envelope over HTTP, exit status 2 on the
+command line), never a 500 or a stack trace, and before anything reaches DHIS2:
+ids are checked before they are placed in any URL.
+
+Properties of the period parser and the aggregation (hypothesis) are in
+``tests/unit/test_engine_properties.py``; the one here covers the push endpoint's
+parser as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from werkzeug.datastructures import MultiDict
+
+from devstack.dhis2_standin import Dhis2StandIn
+from devstack.net import ServerThread
+from mediator.app import MAX_PERIODS, BadRequest, create_app, parse_push
+from mediator.cli import main
+
+from .helpers import PERIOD
+
+ENVELOPE = "application/json+openhim"
+
+
+@pytest.fixture(scope="module")
+def env(couch, base_db) -> dict[str, str]:
+    return {
+        "CHT_URL": couch.url,
+        "CHT_DB": base_db,
+        "CHT_USERNAME": couch.username,
+        "CHT_PASSWORD": couch.password,
+        "DHIS2_URL": "http://127.0.0.1:9",  # set per test to the stand-in
+        "DHIS2_USERNAME": "admin",
+        "DHIS2_PASSWORD": "district",
+    }
+
+
+@pytest.fixture(scope="module")
+def dhis2() -> Iterator[Dhis2StandIn]:
+    with Dhis2StandIn(version="2.41.1") as standin:
+        yield standin
+
+
+@pytest.fixture
+def d2(dhis2: Dhis2StandIn) -> Dhis2StandIn:
+    """One stand-in for the module; each test starts with an empty request log."""
+    dhis2.store.clear()
+    return dhis2
+
+
+@pytest.fixture(scope="module")
+def _server(env, dhis2) -> Iterator[str]:
+    app = create_app(env={**env, "DHIS2_URL": dhis2.url})
+    with ServerThread(app) as thread:
+        yield thread.url
+
+
+@pytest.fixture
+def server(_server: str, d2: Dhis2StandIn) -> str:
+    return _server
+
+
+def refused(answer: requests.Response, status: int, says: str) -> dict:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["Content-Type"].startswith(ENVELOPE)
+    envelope = answer.json()
+    assert envelope["status"] == "Failed"
+    assert envelope["response"]["status"] == status
+    error = json.loads(envelope["response"]["body"])["error"]
+    assert says in error, error
+    assert "Traceback" not in answer.text
+    return envelope
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"period": "2024-13"}, "does not exist"),
+        ({"period": "2024-00"}, "does not exist"),
+        ({"period": "1969-12"}, "out of range"),
+        ({"period": "24-01"}, "is not"),
+        ({"period": "2024-1"}, "is not"),
+        ({"period": "\u0662\u0660\u0662\u0664-01"}, "is not"),  # Arabic-Indic digits
+        ({"period": "2024-01; DROP"}, "is not"),
+        ({"period": "2" * 5000}, "characters long"),
+        ({"period": [f"{2000 + i // 12}-{i % 12 + 1:02d}" for i in range(40)]}, "at most"),
+        ({"dataSet": "../../api/me"}, "not a DHIS2 id"),
+        ({"dataSet": "AbCdEf/hIj1"}, "not a DHIS2 id"),
+        ({"orgUnit": "x/../../api"}, "not a DHIS2 id"),
+        ({"orgUnit": "ImspTQPwCqd%0A"}, "not a DHIS2 id"),
+        ({"orgUnit": ["ImspTQPwCqd", "O6uvpzGd5pu"]}, "give orgUnit once"),
+        ({"dryRun": ["true", "false"]}, "give dryRun once"),
+        ({"dryRun": "maybe"}, "dryRun must be true or false"),
+        ({"dataSets": "VMuFODsyWaO"}, "unknown parameter"),
+    ],
+)
+def test_bad_query_is_a_400_envelope_and_nothing_reaches_dhis2(server, d2, params, says):
+    refused(requests.get(f"{server}/push", params=params, timeout=30), 400, says)
+    assert d2.store.requests == []
+
+
+def test_a_data_set_cht_does_not_define_is_a_400_that_lists_the_defined_ones(server, d2):
+    answer = requests.get(
+        f"{server}/push", params={"period": PERIOD, "dataSet": "AbCdEfGhIj1"}, timeout=30
+    )
+    refused(answer, 400, "is not defined")
+    assert d2.store.posts("/api/dataValueSets") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"period": ', "not valid JSON"),
+        (b'["2024-01"]', "must be a JSON object"),
+        (b'{"period": 202401}', "must be a string"),
+        (b'{"dataSet": {"id": "VMuFODsyWaO"}}', "must be a string"),
+        (b'{"dryRun": "sometimes"}', "dryRun must be true or false"),
+        (b'{"orgUnit": 12}', "not a DHIS2 id"),
+        (b"\xff\xfe{}", "not valid JSON"),
+    ],
+)
+def test_malformed_json_body_is_a_400_envelope(server, d2, body, says):
+    answer = requests.post(
+        f"{server}/push", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    refused(answer, 400, says)
+    assert d2.store.requests == []
+
+
+def test_an_oversized_body_is_a_413_envelope(server, d2):
+    body = json.dumps({"period": PERIOD, "pad": "x" * 100_000})
+    answer = requests.post(f"{server}/push", data=body, timeout=30)
+    refused(answer, 413, "larger than 64 KiB")
+    assert d2.store.requests == []
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_a_wrong_method_is_a_405_envelope_naming_the_allowed_ones(server, d2, method):
+    answer = requests.request(method, f"{server}/push", timeout=30)
+    refused(answer, 405, "use GET or POST")
+    assert answer.headers["Allow"] == "GET, POST"
+    assert d2.store.requests == []
+
+
+def test_health_and_unknown_paths_answer_json_not_html(server):
+    assert requests.post(f"{server}/health", timeout=5).status_code == 405
+    answer = requests.get(f"{server}/nope", timeout=5)
+    assert answer.status_code == 404
+    assert "no such endpoint" in answer.json()["error"]
+
+
+@pytest.mark.xfail(strict=True, reason="backfill from/to lands with issue 5")
+def test_from_after_to_on_the_push_endpoint_is_a_400(server, d2):
+    answer = requests.get(f"{server}/push", params={"from": "2024-03", "to": "2024-01"}, timeout=30)
+    refused(answer, 400, "is after")
+    assert d2.store.requests == []
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["period", "dataSet", "orgUnit", "dryRun", "other"]),
+        st.lists(st.text(max_size=30), min_size=1, max_size=3),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_the_push_parser_accepts_or_refuses_with_bad_request_never_anything_else(query):
+    try:
+        parsed = parse_push(MultiDict([(k, v) for k, vs in query.items() for v in vs]), None)
+    except BadRequest as exc:
+        assert str(exc)
+    else:
+        assert len(parsed.periods) <= MAX_PERIODS
+        assert all(len(ds) == 11 for ds in parsed.data_sets)
+        assert parsed.org_unit is None or len(parsed.org_unit) == 11
+
+
+# -- the command line: exit status 2 and one clear line on stderr ------------------
+
+
+@pytest.fixture
+def cli_env(env, d2, monkeypatch) -> None:
+    for key, value in {**env, "DHIS2_URL": d2.url}.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--period", "2024-13"], "does not exist"),
+        (["--period", "2024-1"], "'2024-1'"),
+        (["--period", PERIOD, "--data-set", "../../api/me"], "not a DHIS2 id"),
+        (["--period", PERIOD, "--org-unit", "ImspTQPwCqd\n"], "not a DHIS2 id"),
+        (["--period", PERIOD, "--data-set", "AbCdEfGhIj1"], "is not defined"),
+        (["--from", "2024-03", "--to", "2024-01"], "is after"),
+        (["--from", "2024-03"], "together"),
+        (["--period", PERIOD, "--from", "2024-01", "--to", "2024-02"], "not both"),
+        (["--period", PERIOD, "--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_command_line_exits_2_with_a_clear_line_and_pushes_nothing(
+    cli_env, d2, capsys, args, says
+):
+    capsys.readouterr()
+    try:
+        code = main(["push", *args])
+    except SystemExit as exc:  # argparse refuses malformed arguments itself
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert says in err
+    assert "Traceback" not in err
+    assert d2.store.posts("/api/dataValueSets") == []
+
+
+def test_missing_configuration_exits_2_naming_the_variable(cli_env, monkeypatch, capsys):
+    monkeypatch.delenv("CHT_URL")
+    capsys.readouterr()
+    assert main(["push", "--period", PERIOD]) == 2
+    assert "CHT_URL is not set" in capsys.readouterr().err
