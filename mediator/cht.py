@@ -83,6 +83,8 @@ class ChtReader:
                     json=body,
                     timeout=self.settings.timeout,
                     allow_redirects=False,
+                    # per request: requests lets REQUESTS_CA_BUNDLE override session.verify
+                    verify=self.settings.verify,
                 )
             except requests.exceptions.SSLError:
                 # a certificate problem does not go away by retrying

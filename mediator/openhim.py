@@ -168,7 +168,14 @@ class OpenhimClient:
             auth = (self.settings.username, self._password())
         try:
             response = self.session.request(
-                method, url, json=json_body, headers=headers, auth=auth, timeout=timeout
+                method,
+                url,
+                json=json_body,
+                headers=headers,
+                auth=auth,
+                timeout=timeout,
+                # per request: requests lets REQUESTS_CA_BUNDLE override session.verify
+                verify=self.settings.verify,
             )
         except requests.exceptions.SSLError as exc:
             hint = (
