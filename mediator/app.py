@@ -9,7 +9,9 @@ serialised by one lock per process: a second request waits for the first.
 
 from __future__ import annotations
 
+import csv
 import hmac
+import io
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ from flask import Flask, Response, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
+from .cht import ChtError
 from .config import ConfigError, RuntimeConfig
 from .console_config import ConsoleConfig, Effective, load_registration, resolve, secrets_of
 from .envelope import (
@@ -35,11 +38,12 @@ from .envelope import (
     run_envelope,
     transaction_update,
 )
+from .locks import RunBusyError
 from .models import is_uid, utcnow
 from .openhim import OpenhimAgent
-from .periods import Month, PeriodError
+from .periods import Month, Period, PeriodError
 from .report import RunReport
-from .run import RunInputError, RunRequest, execute
+from .run import RunInputError, RunRequest, compute, execute
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ Background = Callable[[Callable[[], None]], None]
 PUSH_PATH = "/push"
 TRANSACTION_HEADER = "X-OpenHIM-TransactionID"
 LAST_RUN_HEADER = "X-OpenHIM-LastRunAt"
-PARAMS = ("period", "dataSet", "orgUnit", "dryRun")
+PARAMS = ("period", "from", "to", "dataSet", "orgUnit", "dryRun")
 MAX_BODY_BYTES = 64 * 1024  # a push request is a few ids; more is a mistake or an attack
 MAX_VALUE_CHARS = 200  # one parameter value (a period, a uid): longer is never valid
 MAX_PERIODS = 36  # periods in one request: three years of months
@@ -71,10 +75,11 @@ class BadRequest(ValueError):
 
 @dataclass
 class PushInput:
-    periods: list[Month]
+    periods: list[Period]
     data_sets: list[str]
     org_unit: str | None
     dry_run: bool | None
+    span: tuple[Month, Month] | None = None
 
 
 def _dry_run(value: Any) -> bool:
@@ -107,7 +112,7 @@ def parse_push(args: MultiDict[str, str], body: Mapping[str, Any] | None) -> Pus
     if unknown:
         raise BadRequest(f"unknown parameter(s) {', '.join(unknown)}: use {', '.join(PARAMS)}")
     raw: dict[str, Any] = {name: args.getlist(name) for name in PARAMS if name in args}
-    for name in ("orgUnit", "dryRun"):
+    for name in ("orgUnit", "dryRun", "from", "to"):
         if len(raw.get(name, [])) > 1:
             raise BadRequest(f"give {name} once")
         if name in raw:
@@ -117,11 +122,14 @@ def parse_push(args: MultiDict[str, str], body: Mapping[str, Any] | None) -> Pus
     periods = []
     for text in _strings("period", raw.get("period", [])):
         try:
-            periods.append(Month.parse(text))
+            periods.append(Period.parse(text))
         except PeriodError as exc:
             raise BadRequest(str(exc)) from None
     if len(periods) > MAX_PERIODS:
         raise BadRequest(f"at most {MAX_PERIODS} periods per request, got {len(periods)}")
+    span = _span(raw.get("from"), raw.get("to"))
+    if span is not None and periods:
+        raise BadRequest("give either period or from/to, not both")
     data_sets = _strings("dataSet", raw.get("dataSet", []))
     if len(set(data_sets)) > MAX_DATA_SETS:
         raise BadRequest(f"at most {MAX_DATA_SETS} data sets per request, got {len(data_sets)}")
@@ -139,7 +147,65 @@ def parse_push(args: MultiDict[str, str], body: Mapping[str, Any] | None) -> Pus
             )
         org_unit = org_unit.strip()
     dry_run = _dry_run(raw["dryRun"]) if raw.get("dryRun") is not None else None
-    return PushInput(sorted(set(periods)), list(dict.fromkeys(data_sets)), org_unit, dry_run)
+    return PushInput(sorted(set(periods)), list(dict.fromkeys(data_sets)), org_unit, dry_run, span)
+
+
+def _span(start: Any, end: Any) -> tuple[Month, Month] | None:
+    """A backfill range of months, ``from`` and ``to`` both given (YYYY-MM or YYYYMM)."""
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        raise BadRequest("give from and to together (months, YYYY-MM)")
+    try:
+        first, last = Month.parse(_strings("from", start)[0]), Month.parse(_strings("to", end)[0])
+    except (PeriodError, IndexError) as exc:
+        raise BadRequest(f"from/to must be months (YYYY-MM): {exc}") from None
+    if last < first:
+        raise BadRequest(f"from {first.tag} is after to {last.tag}")
+    if (last.year * 12 + last.month) - (first.year * 12 + first.month) >= MAX_PERIODS:
+        raise BadRequest(f"a backfill covers at most {MAX_PERIODS} months")
+    return first, last
+
+
+def _plain_error(status: int, message: str) -> Response:
+    return Response(json.dumps({"error": message}), status=status, content_type="application/json")
+
+
+def coverage_csv(tables: list[dict[str, Any]]) -> str:
+    """One line per (data set, period, org unit), for a spreadsheet."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "dataSet",
+            "period",
+            "orgUnit",
+            "name",
+            "expected",
+            "synced",
+            "percent",
+            "missing",
+            "newest_doc",
+            "newest_doc_age_days",
+        ]
+    )
+    for table in tables:
+        for row in table["orgUnits"]:
+            writer.writerow(
+                [
+                    table["dataSet"],
+                    table["period"],
+                    row["orgUnit"],
+                    row["name"],
+                    row["expected"],
+                    row["synced"],
+                    row["percent"],
+                    " ".join(row["missing"]),
+                    row["newest_doc"] or "",
+                    row["newest_doc_age_days"] if row["newest_doc_age_days"] is not None else "",
+                ]
+            )
+    return out.getvalue()
 
 
 def parse_last_run_at(value: str | None) -> datetime | None:
@@ -288,18 +354,27 @@ class PushService:
         except ConfigError as exc:
             return self._fail(500, f"configuration problem: {exc}")
         extra: dict[str, str] = {}
-        if not push.periods:
-            reference = parse_last_run_at(request.headers.get(LAST_RUN_HEADER))
-            if reference is None or reference > arrived + timedelta(minutes=5):
-                reference = arrived
-            push.periods = [Month.previous_completed(effective.runtime.timezone, now=reference)]
-            extra["period source"] = f"previous completed month in {effective.runtime.timezone}"
+        as_of: datetime | None = None
+        if not push.periods and push.span is None:
+            # the latest completed period of each data set's type, and the lookback,
+            # as of the trigger time (a rerun replays it, so it redoes the same periods)
+            as_of = parse_last_run_at(request.headers.get(LAST_RUN_HEADER))
+            if as_of is None or as_of > arrived + timedelta(minutes=5):
+                as_of = arrived
+            lookback = effective.runtime.lookback_periods
+            extra["period source"] = (
+                f"latest completed period in {effective.runtime.timezone} as of "
+                f"{as_of.isoformat(timespec='minutes')}"
+                + (f", and the {lookback} before it" if lookback else "")
+            )
         parent = request.headers.get("parentID")
         if parent:
             extra["rerun of"] = parent
         transaction = request.headers.get(TRANSACTION_HEADER)
         run_request = RunRequest(
             periods=push.periods,
+            span=push.span,
+            as_of=as_of,
             data_sets=push.data_sets,
             org_unit=push.org_unit,
             dry_run=push.dry_run,
@@ -310,7 +385,8 @@ class PushService:
                 lambda: self._run_and_report(run_request, effective, transaction, extra)
             )
             props = {
-                "period": ", ".join(p.tag for p in push.periods),
+                "period": ", ".join(p.iso for p in push.periods)
+                or (f"{push.span[0].tag}..{push.span[1].tag}" if push.span else "latest"),
                 "data sets": ", ".join(push.data_sets) or "configured",
                 **extra,
             }
@@ -375,11 +451,11 @@ class PushService:
                 self.state.running += 1
             try:
                 report = self.runner(run_request, effective.runtime)
-            except RunInputError as exc:  # e.g. a data set CHT does not define
+            except (RunInputError, RunBusyError) as exc:  # e.g. a data set CHT does not define
                 self._remember(None, "Failed", transaction, run_request.trigger)
                 return error_envelope(
                     urn=self.urn,
-                    http_status=400,
+                    http_status=409 if isinstance(exc, RunBusyError) else 400,
                     message=str(exc),
                     now=self.clock(),
                     secrets=secrets,
@@ -439,6 +515,61 @@ class PushService:
             self.agent.report_transaction(transaction, transaction_update(envelope))
         except Exception:
             log.exception("async run for transaction %s could not be reported", transaction)
+
+    def coverage(self) -> Response:
+        """``GET /coverage?period=…``: who is missing from the numbers, per org unit.
+
+        Reads CHT only (no DHIS2); JSON, or CSV with ``format=csv``. Protected like
+        /push: it names CHT users.
+        """
+        if not self.authorized():
+            answer = _plain_error(401, "credentials needed, as for /push")
+            answer.headers["WWW-Authenticate"] = AUTH_REALM
+            return answer
+        args = {k: v for k, v in request.args.lists() if k != "format"}
+        wanted = request.args.get("format", "json").lower()
+        if wanted not in ("json", "csv"):
+            return _plain_error(400, "format must be json or csv")
+        try:
+            push = parse_push(MultiDict([(k, v) for k, vs in args.items() for v in vs]), None)
+            if push.dry_run is not None:
+                raise BadRequest("dryRun has no meaning for /coverage")
+            effective = self.effective()
+        except BadRequest as exc:
+            return _plain_error(400, str(exc))
+        except ConfigError as exc:
+            return _plain_error(500, f"configuration problem: {exc}")
+        runtime = effective.runtime.model_copy(update={"lookback_periods": 0})
+        run_request = RunRequest(
+            periods=push.periods,
+            span=push.span,
+            as_of=self.clock(),
+            data_sets=push.data_sets,
+            org_unit=push.org_unit,
+        )
+        try:
+            computed = compute(run_request, runtime)
+        except RunInputError as exc:
+            return _plain_error(400, str(exc))
+        except ChtError as exc:
+            return _plain_error(502, Scrubber(secrets_of(runtime)).text(str(exc)))
+        tables = [
+            {
+                "dataSet": job.data_set,
+                "period": job.period.iso,
+                "cht_interval": job.interval,
+                "error": job.problem or job.read_error,
+                "users_expected": job.users[0],
+                "users_synced": job.users[1],
+                "orgUnits": [
+                    {**c.model_dump(mode="json"), "percent": c.percent} for c in job.coverage
+                ],
+            }
+            for job in computed.jobs
+        ]
+        if wanted == "csv":
+            return Response(coverage_csv(tables), content_type="text/csv; charset=utf-8")
+        return Response(json.dumps({"coverage": tables}), content_type="application/json")
 
     def health(self) -> dict[str, Any]:
         config: dict[str, Any]
@@ -532,6 +663,16 @@ def create_app(
         except Exception:  # the envelope, never an HTML 500 with a stack trace
             log.exception("push endpoint failed")
             return service._fail(500, "internal error in the mediator; see its log")
+
+    @app.route("/coverage", methods=["GET"])
+    def coverage() -> Response:
+        try:
+            return service.coverage()
+        except HTTPException:
+            raise
+        except Exception:
+            log.exception("coverage endpoint failed")
+            return _plain_error(500, "internal error in the mediator; see its log")
 
     @app.route("/health", methods=["GET"])
     def health() -> Response:

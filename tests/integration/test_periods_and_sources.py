@@ -338,3 +338,87 @@ def test_period_parsing_covers_the_financial_years():
     assert Period.parse("2024July").last.tag == "2025-06"
     assert Period.latest_completed("FinancialJuly", now=APRIL_2024).iso == "2022July"
     assert Period.latest_completed("Quarterly", now=APRIL_2024).iso == "2024Q1"
+
+
+@pytest.fixture
+def mediator_server(couch):
+    """The mediator's HTTP app over real HTTP, with the env of a seeded CHT and DHIS2."""
+    from devstack.net import ServerThread
+    from mediator.app import create_app
+
+    running: list[Any] = []
+
+    def start(db: str, d2: Dhis2StandIn | None = None) -> str:
+        env = {
+            "CHT_URL": couch.url,
+            "CHT_DB": db,
+            "CHT_USERNAME": couch.username,
+            "CHT_PASSWORD": couch.password,
+            "DHIS2_URL": d2.url if d2 else "http://127.0.0.1:9",
+            "DHIS2_USERNAME": "admin",
+            "DHIS2_PASSWORD": "district",
+        }
+        server = ServerThread(create_app(env=env)).start()
+        running.append(server)
+        return server.url
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+def test_coverage_endpoint_serves_json_and_csv(couch, mediator_server):
+    import csv
+    import io
+
+    import requests
+
+    deployment = dep.build(["2024-01"], never_synced=1)
+    url = mediator_server(seed(couch, deployment.docs))
+    answer = requests.get(
+        f"{url}/coverage", params={"period": "2024-01", "dataSet": dep.DS_MONTHLY}, timeout=30
+    )
+    assert answer.status_code == 200
+    (table,) = answer.json()["coverage"]
+    assert (table["users_expected"], table["users_synced"]) == (12, 11)
+    rows = {r["orgUnit"]: r for r in table["orgUnits"]}
+    assert rows[dep.OU_DISTRICT]["missing"] == deployment.never_synced
+    as_csv = requests.get(
+        f"{url}/coverage",
+        params={"period": "2024-01", "dataSet": dep.DS_MONTHLY, "format": "csv"},
+        timeout=30,
+    )
+    assert as_csv.headers["Content-Type"].startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(as_csv.text)))
+    district = next(line for line in lines if line["orgUnit"] == dep.OU_DISTRICT)
+    assert (district["expected"], district["synced"], district["missing"]) == (
+        "12",
+        "11",
+        deployment.never_synced[0],
+    )
+    bad = requests.get(f"{url}/coverage", params={"period": "2024-13"}, timeout=30)
+    assert bad.status_code == 400 and "does not exist" in bad.json()["error"]
+
+
+def test_backfill_through_the_push_endpoint_reports_each_period(couch, mediator_server):
+    import json
+
+    import requests
+
+    months = [f"2024-{m:02d}" for m in range(1, 7)]
+    d2 = Dhis2StandIn().start()
+    try:
+        url = mediator_server(seed(couch, dep.build(months).docs), d2)
+        answer = requests.post(
+            f"{url}/push",
+            json={"from": "2024-01", "to": "2024-06", "dataSet": dep.DS_MONTHLY},
+            timeout=120,
+        )
+        envelope = answer.json()
+        assert envelope["status"] == "Successful"
+        report = json.loads(envelope["response"]["body"])
+        assert [r["period"] for r in report["results"]] == [f"2024{m:02d}" for m in range(1, 7)]
+        assert all(r["counts"]["imported"] > 0 for r in report["results"])
+        assert len([k for k in d2.store.values() if k[1] == "202406"]) > 0
+    finally:
+        d2.stop()

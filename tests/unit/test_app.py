@@ -22,6 +22,7 @@ from mediator.envelope import BODY_LIMIT
 from mediator.models import Exchange
 from mediator.openhim import OpenhimAgent, OpenhimClient
 from mediator.report import ChtRead, DataSetResult, ImportCount, RunReport
+from mediator.periods import Month, Period
 from mediator.run import RunInputError, RunRequest
 
 CORE = "https://openhim.test:8080"
@@ -228,6 +229,12 @@ def test_unknown_data_set_from_the_run_is_a_400(client: FlaskClient) -> None:
     assert "dhis_data_sets" in envelope(response)["properties"]["error"]
 
 
+def latest_month(request: RunRequest, tz: str) -> str:
+    """The month a request without a period runs (the run's rule, mediator.run.plan_jobs)."""
+    assert request.periods == [] and request.span is None and request.as_of is not None
+    return Period.latest_completed("Monthly", tz, request.as_of).iso
+
+
 def test_no_period_means_the_previous_month_in_the_configured_zone_at_request_time(
     runner: FakeRunner,
 ) -> None:
@@ -236,11 +243,15 @@ def test_no_period_means_the_previous_month_in_the_configured_zone_at_request_ti
     nairobi = make_app(runner, env={**ENV, "MEDIATOR_TIMEZONE": "Africa/Nairobi"}, clock=clock)
     utc = make_app(runner, clock=clock)
     nairobi.test_client().get("/push")
-    utc.test_client().get("/push")
-    assert [[p.dhis2 for p in r.periods] for r, _ in runner.calls] == [["202403"], ["202402"]]
+    answer = utc.test_client().get("/push")
+    assert [
+        latest_month(runner.calls[0][0], "Africa/Nairobi"),
+        latest_month(runner.calls[1][0], "UTC"),
+    ] == ["202403", "202402"]
+    assert "and the 2 before it" in envelope(answer)["properties"]["period source"]
     clock.now = datetime(2024, 5, 2, 9, 0, tzinfo=UTC)  # same app, a month later
     utc.test_client().get("/push")
-    assert [p.dhis2 for p in runner.calls[-1][0].periods] == ["202404"]
+    assert latest_month(runner.calls[-1][0], "UTC") == "202404"
 
 
 def test_rerun_of_a_polling_transaction_pushes_the_original_month(runner: FakeRunner) -> None:
@@ -254,9 +265,26 @@ def test_rerun_of_a_polling_transaction_pushes_the_original_month(runner: FakeRu
             "parentID": "65f000000000000000000001",
         },
     )
-    assert [p.dhis2 for p in runner.calls[0][0].periods] == ["202402"]
+    assert latest_month(runner.calls[0][0], "UTC") == "202402"
     assert runner.calls[0][0].trigger == "openhim"
     assert envelope(response)["properties"]["rerun of"] == "65f000000000000000000001"
+
+
+def test_any_period_type_and_a_backfill_range_are_accepted(runner: FakeRunner) -> None:
+    app = make_app(runner)
+    app.test_client().get("/push?period=2024Q1&period=2024July")
+    assert [p.iso for p in runner.calls[-1][0].periods] == ["2024Q1", "2024July"]
+    app.test_client().post("/push", json={"from": "2024-01", "to": "2024-06"})
+    assert runner.calls[-1][0].span == (Month(2024, 1), Month(2024, 6))
+    for query, says in [
+        ("from=2024-06&to=2024-01", "is after"),
+        ("from=2024-01", "together"),
+        ("period=2024-01&from=2024-01&to=2024-02", "not both"),
+        ("period=2024W05", "not a DHIS2 period"),
+    ]:
+        answer = app.test_client().get(f"/push?{query}")
+        assert answer.status_code == 400
+        assert says in envelope(answer)["response"]["body"]
 
 
 def test_last_run_at_parsing() -> None:
