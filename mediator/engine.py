@@ -184,6 +184,10 @@ class Aggregation:
     _row_choice: dict[tuple[str, str | None, str | None], ValueChoice] = field(
         default_factory=dict, init=False
     )
+    # add_target_docs' lookup tables (see _hot_path), derived from the fields above
+    _hot: tuple[tuple[int, int], dict[str, Any], dict[tuple[str, ...], Any]] | None = field(
+        default=None, init=False, repr=False
+    )
     # sync coverage: users expected (username -> contact id), the months each has a
     # doc for, and the newest updated_date (ms) of their docs
     _expected: dict[str, str] = field(default_factory=dict, init=False)
@@ -255,16 +259,47 @@ class Aggregation:
     # -- target docs ----------------------------------------------------------
 
     def add_target_docs(self, docs: Iterable[Any]) -> None:
+        plan, cells = self._hot_path()
         for doc in docs:
             self.docs_read += 1
-            reason = self._add_doc(doc)
+            reason = self._add_doc(doc, plan, cells)
             if reason:
                 self.skipped[reason] += 1
             else:
                 self.docs_counted += 1
 
-    def _add_doc(self, doc: Any) -> str | None:
-        if not isinstance(doc, Mapping):
+    def _hot_path(self) -> tuple[dict[str, Any], dict[tuple[str, ...], Any]]:
+        """Per target id, its (row index, value choice) pairs; per owner's org units
+        (filled as docs come), their cells by row index. Rebuilt whenever rows or org
+        units were added since, so each target in a doc costs a few dict lookups
+        instead of tuple keys built and hashed per (org unit, row)."""
+        shape = (len(self.mappings), len(self._cells))
+        if self._hot is None or self._hot[0] != shape:
+            index = {row: i for i, row in enumerate(self._rows)}
+            plan = {}
+            for target, mappings in self._by_target.items():
+                entries = tuple((index[m.row], self._row_choice[m.row]) for m in mappings)
+                # -1 unless the target feeds one row with its total: the common case
+                simple = entries[0][0] if len(entries) == 1 and entries[0][1] == "total" else -1
+                plan[target] = (simple, entries)
+            self._hot = (shape, plan, {})
+        return self._hot[1], self._hot[2]
+
+    def _unit_cells(self, units: tuple[str, ...], cache: dict[tuple[str, ...], Any]) -> Any:
+        """For each org unit, its cells by row index (cached per set of org units:
+        owners under the same units share one entry)."""
+        found = tuple([self._cells[(u, row)] for row in self._rows] for u in units)
+        cache[units] = found
+        return found
+
+    def _add_doc(
+        self,
+        doc: Any,
+        plan: dict[str, tuple[int, tuple[tuple[int, str], ...]]],
+        cache: dict[tuple[str, ...], Any],
+    ) -> str | None:
+        # type(x) is dict short-cuts the (slow) Mapping ABC check for what JSON gives
+        if type(doc) is not dict and not isinstance(doc, Mapping):
             return SKIP_NOT_AN_OBJECT
         if doc.get("type", "target") != "target":
             return SKIP_NOT_A_TARGET
@@ -280,21 +315,32 @@ class Aggregation:
             return units
         if not units:
             return OUTSIDE_DATA_SET
+        cells = cache.get(units) or self._unit_cells(units, cache)
+        skipped = self.skipped
         for target in targets:
-            if not isinstance(target, Mapping) or not isinstance(target.get("id"), str):
-                self.skipped[SKIP_TARGET_MALFORMED] += 1
+            ident = target.get("id") if type(target) is dict or isinstance(target, Mapping) else 0
+            if type(ident) is not str and not isinstance(ident, str):
+                skipped[SKIP_TARGET_MALFORMED] += 1
                 continue
-            mappings = self._by_target.get(target["id"])
-            if not mappings:
+            found = plan.get(ident)
+            if found is None:
                 continue
             value = target.get("value")
-            if not isinstance(value, Mapping):
-                self.skipped[SKIP_TARGET_NO_VALUE] += 1
+            if type(value) is not dict and not isinstance(value, Mapping):
+                skipped[SKIP_TARGET_NO_VALUE] += 1
                 continue
-            total = _number(value.get("total"))
-            passed = _number(value.get("pass", 0 if total is not None else None))
-            for mapping in mappings:
-                choice = self._row_choice[mapping.row]
+            total = value.get("total")
+            if type(total) is not int:
+                total = _number(total)
+            simple, entries = found
+            if simple >= 0 and total is not None:
+                for row_cells in cells:
+                    row_cells[simple].value += total
+                continue
+            passed = value.get("pass", 0 if total is not None else None)
+            if type(passed) is not int:
+                passed = _number(passed)
+            for index, choice in entries:
                 if choice == "total":
                     amount = total
                 elif choice == "pass":
@@ -302,12 +348,12 @@ class Aggregation:
                 else:
                     amount = total if passed is not None else None
                 if amount is None:
-                    self.skipped[SKIP_TARGET_NON_NUMERIC] += 1
+                    skipped[SKIP_TARGET_NON_NUMERIC] += 1
                     break
-                for unit in units:
-                    cell = self._cells[(unit, mapping.row)]
+                for row_cells in cells:
+                    cell = row_cells[index]
                     cell.value += amount
-                    if choice == "percent" and total is not None and passed is not None:
+                    if choice == "percent":
                         cell.total += total
                         cell.passed += passed
         return None
