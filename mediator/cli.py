@@ -131,6 +131,9 @@ def push(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REJECTED
     print(report.model_dump_json(indent=2))
+    for diagnosis in report.diagnoses:
+        where = f"{diagnosis.data_set} {diagnosis.period}: " if diagnosis.data_set else ""
+        print(f"problem: {where}{diagnosis.line()}", file=sys.stderr)
     if report.status == "Successful":
         return EXIT_OK
     if any(f.code == "cht_unreadable" for f in report.findings):

@@ -756,6 +756,7 @@ class Dhis2Client:
         except Dhis2Error as exc:
             result.status = "error"
             result.error = str(exc)
+            result.error_status = exc.status
         return result
 
     def _push(
@@ -846,9 +847,9 @@ class Dhis2Client:
                             RejectedRow(**p.ref.model_dump(), reason=f"not sent: {exc}")
                             for p in rest
                         ]
-                    result.error = str(exc)
+                    result.error, result.error_status = str(exc), exc.status
                     break
-                result.error = str(exc)
+                result.error, result.error_status = str(exc), exc.status
                 continue
             result.counts.add(outcome.counts)
             for conflict in outcome.conflicts:

@@ -388,6 +388,9 @@ class Aggregation:
             unit: OrgUnitCoverage(orgUnit=unit, name=self._unit_names[unit])
             for unit in self._unit_order
         }
+        for contact, carried in self._units_by_contact.items():
+            for unit in carried:
+                table[unit].places.append(contact)
         for username, contact in sorted(self._expected.items()):
             units = self._units_by_owner.get(contact)
             if not isinstance(units, tuple):

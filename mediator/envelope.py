@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -161,6 +161,13 @@ def properties(report: RunReport) -> dict[str, str]:
         label = f"data set {result.data_set}" + (f" {result.period}" if several_periods else "")
         state = result.status + (f": {result.error}" if result.error else "")
         props[_key(label)] = truncate(state, 500)
+    # one line per kind of problem, with a count, the cause and the fix
+    kinds: dict[str, list[str]] = {}
+    for diagnosis in report.diagnoses:
+        label = _key(f"problem: {diagnosis.title}")
+        kinds.setdefault(label, []).append(diagnosis.line())
+    for label, lines in kinds.items():
+        props[label] = truncate(" | ".join(lines), 500)
     errors = [f.message for f in report.findings if f.level == "error"]
     errors += [f"CHT {c.period}: {c.error}" for c in report.cht if c.error]
     errors += [
@@ -174,24 +181,77 @@ def properties(report: RunReport) -> dict[str, str]:
 
 
 def report_body(report: RunReport, limit: int = BODY_LIMIT) -> str:
-    """The run report as JSON text. Long lists are cut first so the body stays
-    valid JSON; only a report still too long is truncated as text."""
+    """The run report as JSON text, always valid JSON within ``limit`` characters.
+
+    What is too long for the console is shortened step by step: long lists are cut,
+    then the per-org-unit coverage tables give way (GET /coverage serves them), then
+    the rows; the counts, statuses and diagnoses stay.
+    """
     data: dict[str, Any] = {"status": report.status, **report.model_dump(mode="json")}
     data["totals"] = report.totals().model_dump()
     text = json.dumps(data, ensure_ascii=False)
     if len(text) <= limit:
         return text
-    for result in data.get("results", []):
-        for name in ("conflicts", "rejected", "preflight"):
-            items = result.get(name, [])
-            if len(items) > LIST_CAP:
-                result[name] = items[:LIST_CAP]
-                result[f"{name}_omitted"] = len(items) - LIST_CAP
-    for finding in data.get("findings", []):
-        if len(finding.get("ids", [])) > LIST_CAP:
-            finding["ids_omitted"] = len(finding["ids"]) - LIST_CAP
-            finding["ids"] = finding["ids"][:LIST_CAP]
-    return truncate(json.dumps(data, ensure_ascii=False), limit)
+    results = data.get("results", [])
+    for result in results:
+        for name in ("conflicts", "rejected", "preflight", "coverage"):
+            _cap(result, name, LIST_CAP)
+        for row in result.get("coverage", []):
+            _cap(row, "missing", 10)
+            _cap(row, "places", 3)
+    for item in data.get("findings", []) + data.get("diagnoses", []):
+        _cap(item, "ids", LIST_CAP)
+    steps: list[Callable[[dict[str, Any]], None]] = [_drop_coverage, _cap_rows, _drop_rows]
+    for step in steps:
+        text = json.dumps(data, ensure_ascii=False)
+        if len(text) <= limit:
+            return text
+        for result in results:
+            step(result)
+    text = json.dumps(data, ensure_ascii=False)
+    if len(text) <= limit:
+        return text
+    summary = {
+        "status": report.status,
+        "run_id": report.run_id,
+        "periods": report.periods,
+        "totals": data["totals"],
+        "results": [
+            {k: r.get(k) for k in ("data_set", "period", "status", "error", "counts")}
+            for r in results
+        ],
+        "note": "the full report was too long for the console; see the orchestrations",
+    }
+    return truncate(json.dumps(summary, ensure_ascii=False), limit)
+
+
+def _drop_coverage(result: dict[str, Any]) -> None:
+    _drop(result, "coverage", "GET /coverage?period=<period> serves the table")
+
+
+def _cap_rows(result: dict[str, Any]) -> None:
+    _cap(result, "rejected", 10)
+    _cap(result, "conflicts", 10)
+
+
+def _drop_rows(result: dict[str, Any]) -> None:
+    for name in ("rejected", "conflicts"):
+        _drop(result, name, "see the DHIS2 orchestrations of this transaction")
+    _drop(result, "preflight", "see the diagnoses")
+
+
+def _cap(item: dict[str, Any], name: str, cap: int) -> None:
+    values = item.get(name)
+    if isinstance(values, list) and len(values) > cap:
+        item[name] = values[:cap]
+        item[f"{name}_omitted"] = len(values) - cap + item.get(f"{name}_omitted", 0)
+
+
+def _drop(item: dict[str, Any], name: str, where: str) -> None:
+    values = item.pop(name, None)
+    if values:
+        item[f"{name}_omitted"] = len(values) + item.get(f"{name}_omitted", 0)
+        item[f"{name}_note"] = where
 
 
 def _request(ex: Exchange, scrub: Scrubber) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class OrgUnitCoverage(BaseModel):
 
     orgUnit: str
     name: str | None = None
+    places: list[str] = Field(default_factory=list)  # CHT contact ids that carry it
     expected: int = 0
     synced: int = 0
     missing: list[str] = Field(default_factory=list)  # usernames without a doc for the period
@@ -104,6 +105,7 @@ class DataSetResult(BaseModel):
     rejected: list[RejectedRow] = Field(default_factory=list)
     delivered: int = 0  # rows DHIS2 confirmed it holds after this run
     error: str | None = None
+    error_status: int | None = None  # DHIS2's HTTP status behind ``error``, when it answered
     # what CHT gave for this period (filled by the run orchestration)
     period_type: str = "Monthly"
     months: list[str] = Field(default_factory=list)  # the target~YYYY-MM~ tags read
@@ -116,6 +118,24 @@ class DataSetResult(BaseModel):
     users_synced: int = 0  # of those, users with a target doc for every month
     held_org_units: list[str] = Field(default_factory=list)
     completeness_registered: list[str] = Field(default_factory=list)  # org units
+    mapped_targets: dict[str, list[str]] = Field(default_factory=dict)  # data element -> targets
+
+
+class Diagnosis(BaseModel):
+    """One kind of problem, with how many times it happened and what to do."""
+
+    kind: str  # stable key: an E76xx code, a finding code, or a name like "dhis2_login"
+    title: str
+    count: int = 1
+    cause: str
+    fix: str
+    ids: list[str] = Field(default_factory=list)
+    data_set: str | None = None
+    period: str | None = None
+
+    def line(self) -> str:
+        """One line for the command line and the OpenHIM properties."""
+        return f"{self.count} × {self.title}: {self.cause} Fix: {self.fix}"
 
 
 class ChtRead(BaseModel):
@@ -146,6 +166,7 @@ class RunReport(BaseModel):
     cht: list[ChtRead] = Field(default_factory=list)
     results: list[DataSetResult] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)  # run-level problems
+    diagnoses: list[Diagnosis] = Field(default_factory=list)  # every problem, with its fix
     exchanges: list[Exchange] = Field(default_factory=list, exclude=True)
 
     def totals(self) -> ImportCount:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .cht import ChtError, ChtReader
 from .config import ChtSource, RuntimeConfig
+from .diagnoses import diagnose
 from .engine import Aggregation, EngineError, data_set_ids, lineage_ids
 from .locks import RunBusyError, RunLocks
 from .models import DataValue, DataValueSet, Exchange, is_uid, utcnow
@@ -375,6 +376,7 @@ def _finish(jobs: list[Job], sources: list[_SourceRead], now: datetime) -> None:
                 into = rows.setdefault(
                     cov.orgUnit, OrgUnitCoverage(orgUnit=cov.orgUnit, name=cov.name)
                 )
+                into.places += [f"{name}:{p}" if several else p for p in cov.places]
                 into.expected += cov.expected
                 into.synced += cov.synced
                 into.missing += cov.missing
@@ -430,6 +432,7 @@ def execute(
                     Finding(level="error", code="cht_unreadable", message=str(exc))
                 )
                 report.finished = utcnow()
+                report.diagnoses = diagnose(report)
                 return report
             report.data_sets = computed.data_sets
             report.periods = list(dict.fromkeys(j.period.iso for j in computed.jobs))
@@ -443,6 +446,7 @@ def execute(
     finally:
         pusher.close()
     report.finished = utcnow()
+    report.diagnoses = diagnose(report)
     return report
 
 
@@ -476,6 +480,10 @@ def _describe(job: Job, result: DataSetResult) -> DataSetResult:
         result.skipped = dict(sorted(merged.skipped.items()))
         result.coverage = job.coverage
         result.users_expected, result.users_synced = job.users
+        for mapping in merged.mappings:
+            targets = result.mapped_targets.setdefault(mapping.row[0], [])
+            if mapping.target_id not in targets:
+                targets.append(mapping.target_id)
     return result
 
 

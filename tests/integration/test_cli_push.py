@@ -72,11 +72,16 @@ def test_rejected_rows_exit_1(env, couch, capsys):
         },
     ]
     couch.session().post(f"{couch.url}/{db}/_bulk_docs", json={"docs": docs}).raise_for_status()
-    code, report, _ = run(capsys, "--period", "2024-01", "--data-set", dep.DS_MONTHLY)
+    code, report, err = run(capsys, "--period", "2024-01", "--data-set", dep.DS_MONTHLY)
     assert code == 1
     (result,) = report["results"]
     assert result["status"] == "warning"
     assert [r["orgUnit"] for r in result["rejected"]] == ["Zz9Unknown1"]
+    # explained in plain words, naming the CHT place to fix
+    kinds = {d["kind"]: d for d in report["diagnoses"]}
+    assert "chu-ghost" in kinds["E7612"]["fix"]
+    assert "org_units_not_assigned" in kinds
+    assert "Org unit unknown to DHIS2" in err and "dhis.orgUnit on CHT place chu-ghost" in err
 
 
 @pytest.mark.parametrize(
@@ -98,6 +103,16 @@ def test_bad_input_exits_2_with_one_clear_line(env, capsys, args, says):
     assert says in err
     assert "Traceback" not in err
     assert d2.store.posts("/api/dataValueSets") == []
+
+
+def test_refused_dhis2_credentials_are_explained(env, capsys, monkeypatch):
+    d2, _ = env
+    monkeypatch.setenv("DHIS2_PASSWORD", "wrong-Passw0rd")
+    code, report, err = run(capsys, "--period", "2024-01")
+    assert code == 1
+    assert {d["kind"] for d in report["diagnoses"]} == {"dhis2_unauthorized"}
+    assert "DHIS2 refused the credentials" in err and "DHIS2_PASSWORD" in err
+    assert "wrong-Passw0rd" not in err
 
 
 def test_unreachable_cht_exits_2_and_pushes_nothing(env, capsys, monkeypatch):

@@ -63,7 +63,8 @@ def test_clean_import_is_successful_with_orchestrations_and_properties(stack_fac
     tx = stack.openhim.fire_polling_channel(channel["_id"])
     assert tx["status"] == "Successful"
     props = tx["properties"]
-    assert props["period"] == LAST.dhis2
+    # no period given: the latest completed month and the two before it (late syncs)
+    assert props["period"] == ", ".join(LAST.shift(-k).dhis2 for k in (2, 1, 0))
     assert int(props["imported"]) == len(held(stack)) > 0
     assert props["conflicts"] == "0"
     assert all(isinstance(v, str) for v in props.values())
@@ -104,12 +105,19 @@ def test_import_with_conflicts_is_completed_with_errors_row_by_row(stack_factory
     assert tx["status"] == "Completed with error(s)"
     assert int(tx["properties"]["rejected rows"]) >= 1
     report = json.loads(tx["response"]["body"])
-    monthly = next(r for r in report["results"] if r["data_set"] == dep.DS_MONTHLY)
+    monthly = next(
+        r
+        for r in report["results"]
+        if r["data_set"] == dep.DS_MONTHLY and r["period"] == LAST.dhis2
+    )
     assert {(r["dataElement"], r["orgUnit"]) for r in monthly["rejected"]} == {
         (dep.DE_BIRTHS, "Zz9Unknown1")
     }
     # the good rows still reached DHIS2
     assert held(stack)
+    # and ops read the cause and the fix in the properties
+    problem = tx["properties"]["problem: Org unit unknown to DHIS2"]
+    assert problem.startswith("1 × ") and "Zz9Unknown1" in problem and "chu-ghost" in problem
 
 
 def test_dhis2_down_is_failed_and_says_why(stack_factory):

@@ -1,0 +1,237 @@
+"""Every DHIS2 rejection and CHT-side problem the mediator can meet is explained in
+plain words, with the fix, naming the ids (mediator.diagnoses)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mediator.diagnoses import CONFLICTS, FINDINGS, TEXTS_236, conflict_code, diagnose
+from mediator.envelope import properties
+from mediator.report import (
+    ChtRead,
+    Conflict,
+    DataSetResult,
+    Finding,
+    OrgUnitCoverage,
+    RunReport,
+)
+
+DS, PE, DE, OU, COC = "VMuFODsyWaO", "202401", "kB0ZBFisE0e", "DiszpKrYNg8", "Ua1bC2dE3fG"
+PLACE, TARGET = "chu-1", "births-this-month"
+
+
+def result(**kw) -> DataSetResult:
+    base = {
+        "data_set": DS,
+        "period": PE,
+        "status": "warning",
+        "months": ["2024-01"],
+        "mapped_targets": {DE: [TARGET]},
+        "coverage": [OrgUnitCoverage(orgUnit=OU, places=[PLACE], expected=3, synced=3)],
+        "users_expected": 3,
+        "users_synced": 3,
+    }
+    return DataSetResult(**{**base, **kw})
+
+
+def report(*results: DataSetResult, **kw) -> RunReport:
+    reads = [ChtRead(period="202401", target_docs=12)]
+    return RunReport(run_id="r1", results=list(results), cht=kw.pop("cht", reads), **kw)
+
+
+def extended(code: str) -> Conflict:
+    """A 2.37+ conflict of ``code`` naming a data element, org unit, period and combo."""
+    return Conflict(
+        object=DE,
+        objects={
+            "dataElement": DE,
+            "organisationUnit": OU,
+            "period": PE,
+            "categoryOptionCombo": COC,
+        },
+        value=f"message of {code}",
+        errorCode=code,
+        property="categoryOptionCombo",
+        indexes=[0, 1],
+    )
+
+
+@pytest.mark.parametrize("code", sorted(CONFLICTS))
+def test_each_e76xx_conflict_code_is_explained_with_ids_and_a_fix(code):
+    (diagnosis,) = diagnose(report(result(conflicts=[extended(code)])))
+    assert diagnosis.kind == code
+    assert diagnosis.title == CONFLICTS[code].title
+    assert diagnosis.count == 2  # the conflict covered two rows
+    assert "{" not in diagnosis.cause + diagnosis.fix  # every placeholder filled
+    text = diagnosis.cause + " " + diagnosis.fix
+    names_ids = "{" in CONFLICTS[code].cause + CONFLICTS[code].fix
+    assert not names_ids or any(i in text for i in (DE, OU, PE, COC, DS, TARGET, PLACE)), text
+    assert (diagnosis.data_set, diagnosis.period) == (DS, PE)
+
+
+@pytest.mark.parametrize(("pattern", "code"), TEXTS_236)
+def test_each_236_text_without_a_code_maps_to_its_e76xx(pattern, code):
+    text = re.sub(r"\(\?!.*\)", "", pattern).strip("^$").replace("\\", "")
+    conflict = Conflict(object=OU if code in ("E7603", "E7612") else DE, value=f"{text}: x")
+    assert conflict_code(conflict) == code
+    (diagnosis,) = diagnose(report(result(conflicts=[conflict])))
+    assert diagnosis.kind == code
+
+
+def test_unknown_org_unit_names_the_cht_place_to_fix():
+    conflict = Conflict(
+        object=OU,
+        objects={"organisationUnit": OU},
+        value="Organisation unit not found or not accessible: `DiszpKrYNg8`",
+        errorCode="E7612",
+        property="orgUnit",
+        indexes=[3],
+    )
+    (diagnosis,) = diagnose(report(result(conflicts=[conflict])))
+    assert OU in diagnosis.cause
+    assert f"dhis.orgUnit on CHT place {PLACE}" in diagnosis.fix
+
+
+def test_unknown_data_element_names_the_cht_target_to_fix():
+    conflict = Conflict(object=DE, value="Data element not found or not accessible")  # 2.36
+    (diagnosis,) = diagnose(report(result(conflicts=[conflict])))
+    assert diagnosis.kind == "E7610"
+    assert DE in diagnosis.cause and TARGET in diagnosis.fix
+
+
+FINDING_IDS = {
+    "data_set_not_found": [DS],
+    "data_elements_not_in_data_set": [DE],
+    "category_option_combo_invalid": [COC],
+    "attribute_option_combo_invalid": [COC],
+    "values_invalid": [DE],
+    "duplicate_rows": [DE],
+    "org_units_not_assigned": [OU],
+    "period_expired": [DS, PE],
+    "period_not_open_yet": [DS, PE],
+    "period_input_closed": [DS, PE],
+    "period_type_unsupported": [DS],
+    "period_type_mismatch": [DS, PE],
+    "existing_values_unreadable": [OU],
+    "completeness_not_registered": [OU],
+    "calendar_not_iso": [],
+    "conflicts_unattributed": [],
+}
+
+
+@pytest.mark.parametrize("code", sorted(FINDINGS))
+def test_each_preflight_finding_is_explained(code):
+    finding = Finding(
+        level="error", code=code, message="Data set has period type Weekly", ids=FINDING_IDS[code]
+    )
+    (diagnosis,) = diagnose(report(result(status="error", preflight=[finding])))
+    assert diagnosis.kind == code
+    assert "{" not in diagnosis.cause + diagnosis.fix
+    for ident in FINDING_IDS[code]:
+        assert ident in diagnosis.cause + diagnosis.fix
+
+
+def test_an_unassigned_org_unit_says_where_to_assign_it_or_which_place_to_untag():
+    finding = Finding(level="warning", code="org_units_not_assigned", message="", ids=[OU])
+    (diagnosis,) = diagnose(report(result(preflight=[finding])))
+    assert "Maintenance → Data set" in diagnosis.fix and DS in diagnosis.fix
+    assert f"CHT places {PLACE}" in diagnosis.fix
+
+
+def test_a_locked_period_says_which_setting_to_change():
+    finding = Finding(level="error", code="period_expired", message="", ids=[DS, PE])
+    (diagnosis,) = diagnose(report(result(status="error", preflight=[finding])))
+    assert "Expiry days" in diagnosis.fix and "F_EDIT_EXPIRED" in diagnosis.fix
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind", "says"),
+    [
+        (
+            "DHIS2 at https://d redirected to its login page: …",
+            302,
+            "dhis2_login_redirect",
+            "DHIS2_USERNAME",
+        ),
+        (
+            "DHIS2 at https://d refused the credentials (HTTP 401)",
+            401,
+            "dhis2_unauthorized",
+            "DHIS2_PASSWORD",
+        ),
+        (
+            "DHIS2 at https://d refused the API token (HTTP 400: …)",
+            400,
+            "dhis2_token_invalid",
+            "DHIS2_TOKEN",
+        ),
+        (
+            "DHIS2 at https://d answered 403 … Access is denied",
+            403,
+            "dhis2_forbidden",
+            "F_DATAVALUE_ADD",
+        ),
+        (
+            "DHIS2 at https://d could not connect after 3 attempt(s)",
+            None,
+            "dhis2_unreachable",
+            "DHIS2_URL",
+        ),
+        (
+            "DHIS2 at https://d answered with a body that is not JSON",
+            502,
+            "dhis2_not_json",
+            "proxy",
+        ),
+        (
+            "not pushed: CHT instance south (HTTP 500) could not be read, so the totals would be partial",
+            None,
+            "cht_read_failed",
+            "CHT",
+        ),
+    ],
+)
+def test_data_set_failures_are_explained(error, status, kind, says):
+    failed = result(status="error", error=error, error_status=status)
+    (diagnosis,) = [d for d in diagnose(report(failed)) if d.kind == kind]
+    assert says in diagnosis.fix or says in diagnosis.cause
+
+
+def test_cht_without_target_docs_for_the_period():
+    empty = result(status="success", coverage=[], users_expected=0)
+    (diagnosis,) = diagnose(report(empty, cht=[ChtRead(period="202401", target_docs=0)]))
+    assert diagnosis.kind == "cht_no_target_docs"
+    assert "2024-01" in diagnosis.cause and "sync" in diagnosis.fix
+
+
+def test_users_who_never_synced_are_named():
+    coverage = [
+        OrgUnitCoverage(orgUnit=OU, places=[PLACE], expected=3, synced=1, missing=["chw2", "chw3"])
+    ]
+    (diagnosis,) = diagnose(report(result(status="success", coverage=coverage, users_synced=1)))
+    assert diagnosis.kind == "cht_users_not_synced" and diagnosis.count == 2
+    assert "chw2, chw3" in diagnosis.cause
+
+
+def test_cht_unreadable_and_a_failed_instance_at_run_level():
+    run = report(
+        findings=[
+            Finding(
+                level="error", code="cht_unreadable", message="CHT at https://c is unreachable"
+            ),
+            Finding(level="error", code="cht_source_failed", message="HTTP 500", ids=["south"]),
+        ]
+    )
+    kinds = [d.kind for d in diagnose(run)]
+    assert kinds == ["cht_unreadable", "cht_source_failed"]
+
+
+def test_diagnoses_appear_as_one_property_per_kind_with_a_count():
+    conflicts = [extended("E7612"), extended("E7612"), extended("E7640")]
+    run = report(result(conflicts=conflicts))
+    run.diagnoses = diagnose(run)
+    props = properties(run)
+    assert props["problem: Org unit unknown to DHIS2"].startswith("4 × Org unit unknown to DHIS2")
+    assert props["problem: Period expired"].startswith("2 × Period expired")
