@@ -1,4 +1,5 @@
-"""The Flask app: the push endpoint OpenHIM routes to, and ``/health``.
+"""The Flask app: the push endpoint OpenHIM routes to, ``/health``, and the
+status page (``GET /``) that HRIOs read without logging into OpenHIM.
 
 Every answer of the push endpoint is an ``application/json+openhim`` envelope,
 bad input included (400 inside the envelope, never a bare 500). The runtime
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, render_template, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
@@ -38,6 +39,7 @@ from .envelope import (
     run_envelope,
     transaction_update,
 )
+from .history import RunHistory, page_context, summarize
 from .locks import RunBusyError
 from .models import is_uid, utcnow
 from .openhim import OpenhimAgent
@@ -270,8 +272,10 @@ class PushService:
         background: Background,
         push_auth: tuple[str, str] | None = None,
         max_waiting: int = MAX_WAITING,
+        history: RunHistory | None = None,
     ) -> None:
         self.push_auth = push_auth
+        self.history = history if history is not None else RunHistory()
         self.max_waiting = max_waiting
         self.registration = registration
         self.urn = str(registration["urn"])
@@ -452,7 +456,7 @@ class PushService:
             try:
                 report = self.runner(run_request, effective.runtime)
             except (RunInputError, RunBusyError) as exc:  # e.g. a data set CHT does not define
-                self._remember(None, "Failed", transaction, run_request.trigger)
+                self._remember(None, "Failed", transaction, run_request.trigger, str(exc), secrets)
                 return error_envelope(
                     urn=self.urn,
                     http_status=409 if isinstance(exc, RunBusyError) else 400,
@@ -466,7 +470,7 @@ class PushService:
                 message = Scrubber(secrets).text(
                     f"the run stopped on an unexpected error: {type(exc).__name__}: {exc}"
                 )
-                self._remember(None, "Failed", transaction, run_request.trigger)
+                self._remember(None, "Failed", transaction, run_request.trigger, message, secrets)
                 return error_envelope(
                     urn=self.urn,
                     http_status=500,
@@ -478,7 +482,7 @@ class PushService:
             finally:
                 with self.state.lock:
                     self.state.running -= 1
-        self._remember(report, report.status, transaction, run_request.trigger)
+        self._remember(report, report.status, transaction, run_request.trigger, None, secrets)
         return run_envelope(
             report,
             urn=self.urn,
@@ -489,9 +493,28 @@ class PushService:
         )
 
     def _remember(
-        self, report: RunReport | None, status: str, transaction: str | None, trigger: str
+        self,
+        report: RunReport | None,
+        status: str,
+        transaction: str | None,
+        trigger: str,
+        message: str | None = None,
+        secrets: list[str] | None = None,
     ) -> None:
         finished = report.finished if report and report.finished else self.clock()
+        try:  # the status page's history; never a reason to fail the run
+            summary, coverage = summarize(
+                report,
+                status=status,
+                trigger=trigger,
+                finished=finished,
+                transaction_id=transaction,
+                message=message,
+                secrets=secrets or (),
+            )
+            self.history.record(summary, coverage)
+        except Exception:
+            log.exception("could not record the run for the status page")
         with self.state.lock:
             self.state.last_run = {
                 "run_id": report.run_id if report else None,
@@ -515,6 +538,31 @@ class PushService:
             self.agent.report_transaction(transaction, transaction_update(envelope))
         except Exception:
             log.exception("async run for transaction %s could not be reported", transaction)
+
+    def status_page(self) -> Response:
+        """``GET /``: the HRIO's page (last runs, sync coverage of the newest period).
+
+        Protected like /push: it names CHT users.
+        """
+        if not self.authorized():
+            answer = Response(
+                "credentials needed, as for /push\n",
+                status=401,
+                content_type="text/plain; charset=utf-8",
+            )
+            answer.headers["WWW-Authenticate"] = AUTH_REALM
+            return answer
+        html = render_template("status.html", **page_context(self.history, self.clock()))
+        answer = Response(html, status=200, content_type="text/html; charset=utf-8")
+        # no script at all, and the page (CHW usernames) is not kept by caches
+        answer.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+        answer.headers["Cache-Control"] = "no-store"
+        answer.headers["X-Content-Type-Options"] = "nosniff"
+        answer.headers["Referrer-Policy"] = "no-referrer"
+        return answer
 
     def coverage(self) -> Response:
         """``GET /coverage?period=…``: who is missing from the numbers, per org unit.
@@ -610,6 +658,7 @@ def create_app(
     background: Background = _default_background,
     push_auth: tuple[str, str] | None = None,
     max_waiting: int = MAX_WAITING,
+    history: RunHistory | None = None,
 ) -> Flask:
     """Build the mediator's Flask app.
 
@@ -629,6 +678,9 @@ def create_app(
         background=background,
         push_auth=push_auth,
         max_waiting=max_waiting,
+        history=history
+        if history is not None
+        else RunHistory.from_env(env if env is not None else os.environ),
     )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -672,6 +724,17 @@ def create_app(
             raise
         except Exception:
             log.exception("coverage endpoint failed")
+            return _plain_error(500, "internal error in the mediator; see its log")
+
+    @app.route("/", methods=["GET"])
+    @app.route("/status", methods=["GET"])
+    def status() -> Response:
+        try:
+            return service.status_page()
+        except HTTPException:
+            raise
+        except Exception:
+            log.exception("status page failed")
             return _plain_error(500, "internal error in the mediator; see its log")
 
     @app.route("/health", methods=["GET"])

@@ -1,0 +1,403 @@
+"""The run history behind the status page: the last runs and the latest coverage.
+
+The status page must answer "did last month's push work, and which CHWs are
+missing from it" without OpenHIM's console, so the mediator keeps a small,
+self-contained summary of its recent runs in memory (and, with
+``MEDIATOR_STATE_DIR``, in a JSON file, so a restart keeps the page's history).
+Summaries are built from the run report and scrubbed like the OpenHIM envelope:
+no password or token is ever stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .envelope import Scrubber
+from .periods import Period, PeriodError
+from .report import DataSetResult, RunReport
+
+log = logging.getLogger(__name__)
+
+STATE_DIR_ENV = "MEDIATOR_STATE_DIR"
+STATE_FILE = "status-history.json"
+DEFAULT_LIMIT = 20
+FORMAT_VERSION = 1
+
+
+class ResultSummary(BaseModel):
+    """One (data set, period) of a run: what DHIS2 did with it."""
+
+    data_set: str
+    period: str
+    status: str
+    dry_run: bool = False
+    imported: int = 0
+    updated: int = 0
+    ignored: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    users_expected: int = 0
+    users_synced: int = 0
+    held: int = 0
+    error: str | None = None
+
+
+class Totals(BaseModel):
+    imported: int = 0
+    updated: int = 0
+    ignored: int = 0
+    deleted: int = 0
+    rejected: int = 0
+
+
+class RunSummary(BaseModel):
+    """One run as the status page lists it."""
+
+    run_id: str | None = None
+    trigger: str = "http"
+    transaction_id: str | None = None
+    started: datetime | None = None
+    finished: datetime
+    status: str
+    dry_run: bool = False
+    periods: list[str] = Field(default_factory=list)
+    data_sets: list[str] = Field(default_factory=list)
+    results: list[ResultSummary] = Field(default_factory=list)
+    message: str | None = None  # why a run without a report failed
+
+    @property
+    def totals(self) -> Totals:
+        total = Totals()
+        for r in self.results:
+            total.imported += r.imported
+            total.updated += r.updated
+            total.ignored += r.ignored
+            total.deleted += r.deleted
+            total.rejected += r.rejected
+        return total
+
+
+class CoverageRow(BaseModel):
+    """One org unit's sync coverage, as the report gave it."""
+
+    org_unit: str
+    name: str | None = None
+    expected: int = 0
+    synced: int = 0
+    percent: float = 100.0
+    missing: list[str] = Field(default_factory=list)
+    newest_doc: datetime | None = None
+    newest_doc_age_days: float | None = None  # at the time of the run
+    held: bool = False
+
+
+class CoverageTable(BaseModel):
+    """Coverage of one (data set, period) of a run."""
+
+    data_set: str
+    period: str
+    cht_interval: str | None = None
+    users_expected: int = 0
+    users_synced: int = 0
+    org_units: list[CoverageRow] = Field(default_factory=list)
+
+
+class LatestCoverage(BaseModel):
+    """The coverage tables of the newest run that produced any, with its id."""
+
+    run_id: str | None = None
+    finished: datetime
+    tables: list[CoverageTable] = Field(default_factory=list)
+
+    def latest_period(self) -> str | None:
+        """The period that ends last (a quarter ending in March beats February)."""
+        periods = {t.period for t in self.tables}
+        return max(periods, key=_period_key) if periods else None
+
+    def for_latest_period(self) -> list[CoverageTable]:
+        latest = self.latest_period()
+        return [t for t in self.tables if t.period == latest]
+
+
+class HistoryFile(BaseModel):
+    """What ``status-history.json`` holds."""
+
+    version: int = FORMAT_VERSION
+    runs: list[RunSummary] = Field(default_factory=list)  # newest first
+    coverage: LatestCoverage | None = None
+
+
+def _period_key(period: str) -> tuple[int, int, int, str]:
+    try:
+        parsed = Period.parse(period)
+    except PeriodError:
+        return (0, 0, 0, period)
+    last = parsed.last
+    return (last.year, last.month, -parsed.length, period)
+
+
+def _result_summary(result: DataSetResult) -> ResultSummary:
+    return ResultSummary(
+        data_set=result.data_set,
+        period=result.period,
+        status=result.status,
+        dry_run=result.dry_run,
+        imported=result.counts.imported,
+        updated=result.counts.updated,
+        ignored=result.counts.ignored,
+        deleted=result.counts.deleted,
+        rejected=len(result.rejected),
+        users_expected=result.users_expected,
+        users_synced=result.users_synced,
+        held=len(result.held_org_units),
+        error=result.error,
+    )
+
+
+def _coverage_table(result: DataSetResult) -> CoverageTable:
+    return CoverageTable(
+        data_set=result.data_set,
+        period=result.period,
+        cht_interval=result.cht_interval,
+        users_expected=result.users_expected,
+        users_synced=result.users_synced,
+        org_units=[
+            CoverageRow(
+                org_unit=c.orgUnit,
+                name=c.name,
+                expected=c.expected,
+                synced=c.synced,
+                percent=c.percent,
+                missing=list(c.missing),
+                newest_doc=c.newest_doc,
+                newest_doc_age_days=c.newest_doc_age_days,
+                held=c.held,
+            )
+            for c in result.coverage
+        ],
+    )
+
+
+def _scrub(value: Any, scrubber: Scrubber) -> Any:
+    if isinstance(value, str):
+        return scrubber.text(value)
+    if isinstance(value, list):
+        return [_scrub(item, scrubber) for item in value]
+    if isinstance(value, dict):
+        return {key: _scrub(item, scrubber) for key, item in value.items()}
+    return value
+
+
+def summarize(
+    report: RunReport | None,
+    *,
+    status: str,
+    trigger: str,
+    finished: datetime,
+    transaction_id: str | None = None,
+    message: str | None = None,
+    secrets: Iterable[str] = (),
+) -> tuple[RunSummary, LatestCoverage | None]:
+    """The run's summary, and its coverage tables when the report has any.
+
+    Every string goes through the same scrubber as the OpenHIM envelope, so the
+    page and the state file show what the transaction shows, never a secret.
+    """
+    scrubber = Scrubber(secrets)
+    summary = RunSummary(
+        run_id=report.run_id if report else None,
+        trigger=trigger,
+        transaction_id=transaction_id,
+        started=report.started if report else None,
+        finished=finished,
+        status=status,
+        dry_run=report.dry_run if report else False,
+        periods=list(report.periods) if report else [],
+        data_sets=list(report.data_sets) if report else [],
+        results=[_result_summary(r) for r in report.results] if report else [],
+        message=message,
+    )
+    summary = RunSummary.model_validate(_scrub(summary.model_dump(mode="json"), scrubber))
+    coverage: LatestCoverage | None = None
+    tables = [_coverage_table(r) for r in report.results if r.coverage] if report else []
+    if tables:
+        coverage = LatestCoverage(run_id=summary.run_id, finished=finished, tables=tables)
+        coverage = LatestCoverage.model_validate(_scrub(coverage.model_dump(mode="json"), scrubber))
+    return summary, coverage
+
+
+class RunHistory:
+    """The last ``limit`` run summaries (newest first) and the latest coverage.
+
+    Thread-safe; with ``path`` every record is written to it atomically and the
+    file is read back at start-up. A file that cannot be read or written is
+    logged and otherwise ignored: the page is a view, never a reason to fail a run.
+    """
+
+    def __init__(self, limit: int = DEFAULT_LIMIT, path: Path | None = None) -> None:
+        self.limit = max(1, limit)
+        self.path = path
+        self._lock = threading.Lock()
+        self._state = HistoryFile()
+        if path is not None:
+            self._state = self._load(path)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RunHistory:
+        """``MEDIATOR_STATE_DIR`` set: keep the history in a file there too."""
+        folder = (env.get(STATE_DIR_ENV) or "").strip()
+        return cls(path=Path(folder) / STATE_FILE if folder else None)
+
+    def _load(self, path: Path) -> HistoryFile:
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return HistoryFile()
+        except OSError as exc:
+            log.warning("cannot read the status history %s: %s", path, exc)
+            return HistoryFile()
+        try:
+            state = HistoryFile.model_validate_json(raw)
+        except ValidationError as exc:
+            log.warning("ignoring the unreadable status history %s: %s", path, exc)
+            return HistoryFile()
+        state.runs = state.runs[: self.limit]
+        return state
+
+    def _save(self, state: HistoryFile) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, tmp = tempfile.mkstemp(prefix=".status-", dir=self.path.parent)
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(state.model_dump_json(indent=1))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot write the status history %s: %s", self.path, exc)
+
+    def record(self, summary: RunSummary, coverage: LatestCoverage | None = None) -> None:
+        """Add a run; its coverage replaces the previous one only when it has some,
+        so a run that failed before reading CHT leaves the last known coverage."""
+        with self._lock:
+            runs = [summary, *self._state.runs][: self.limit]
+            state = HistoryFile(runs=runs, coverage=coverage or self._state.coverage)
+            self._state = state
+            self._save(state)
+
+    def runs(self) -> list[RunSummary]:
+        with self._lock:
+            return list(self._state.runs)
+
+    def coverage(self) -> LatestCoverage | None:
+        with self._lock:
+            return self._state.coverage
+
+
+# --- the status page's view of the history ---------------------------------
+
+CHART_LABEL_WIDTH = 200  # org unit names, left of the bars
+CHART_BAR_WIDTH = 360  # 100 % of CHWs synced
+CHART_VALUE_WIDTH = 130  # "66.7 % (2 of 3)", right of the bars
+CHART_ROW_HEIGHT = 30
+CHART_BAR_HEIGHT = 18
+CHART_TOP = 26  # room for the axis labels
+
+
+def period_label(period: str) -> str:
+    """``202405`` → ``May 2024 (202405)``: HRIOs read months, DHIS2 ids stay visible."""
+    try:
+        parsed = Period.parse(period)
+    except PeriodError:
+        return period
+    if parsed.period_type != "Monthly":
+        return period
+    return f"{date(parsed.first.year, parsed.first.month, 1).strftime('%B %Y')} ({period})"
+
+
+def sync_age(row: CoverageRow, now: datetime) -> str:
+    """How long ago the org unit's newest target doc was written, in words."""
+    if row.newest_doc is not None:
+        newest = row.newest_doc
+        newest = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest.astimezone(UTC)
+        seconds = max(0.0, (now - newest).total_seconds())
+        if seconds < 3600:
+            ago = f"{int(seconds // 60)} min"
+        elif seconds < 2 * 86400:
+            ago = f"{int(seconds // 3600)} h"
+        else:
+            ago = f"{int(seconds // 86400)} days"
+        return f"{ago} ago ({newest.strftime('%Y-%m-%d %H:%M')} UTC)"
+    if row.newest_doc_age_days is not None:
+        return f"{row.newest_doc_age_days:.1f} days before the run"
+    if row.synced == 0:
+        return "no target doc for this period"
+    return "not known (the target docs carry no update time)"
+
+
+def _chart(table: CoverageTable) -> dict[str, Any]:
+    rows = sorted(table.org_units, key=lambda r: (r.percent, r.name or r.org_unit))
+    bars = []
+    for i, row in enumerate(rows):
+        y = CHART_TOP + i * CHART_ROW_HEIGHT
+        bars.append(
+            {
+                "row": row,
+                "y": y,
+                "text_y": y + CHART_BAR_HEIGHT / 2 + 5,
+                "width": round(CHART_BAR_WIDTH * min(max(row.percent, 0.0), 100.0) / 100, 2),
+            }
+        )
+    return {
+        "bars": bars,
+        "label_width": CHART_LABEL_WIDTH,
+        "bar_width": CHART_BAR_WIDTH,
+        "bar_height": CHART_BAR_HEIGHT,
+        "width": CHART_LABEL_WIDTH + CHART_BAR_WIDTH + CHART_VALUE_WIDTH,
+        "height": CHART_TOP + len(rows) * CHART_ROW_HEIGHT + 4,
+        "ticks": [
+            {"percent": p, "x": CHART_LABEL_WIDTH + CHART_BAR_WIDTH * p / 100}
+            for p in (0, 25, 50, 75, 100)
+        ],
+    }
+
+
+def page_context(history: RunHistory, now: datetime) -> dict[str, Any]:
+    """Everything ``templates/status.html`` shows, computed here so the template
+    only lays it out (and Jinja's autoescaping covers every value from CHT)."""
+    runs = history.runs()
+    coverage = history.coverage()
+    sections = []
+    if coverage is not None:
+        for table in coverage.for_latest_period():
+            sections.append(
+                {
+                    "table": table,
+                    "chart": _chart(table),
+                    "rows": sorted(table.org_units, key=lambda r: r.name or r.org_unit),
+                    "missing": [
+                        {"row": r, "age": sync_age(r, now)}
+                        for r in sorted(table.org_units, key=lambda r: r.name or r.org_unit)
+                        if r.missing
+                    ],
+                }
+            )
+    return {
+        "now": now,
+        "runs": runs,
+        "latest": runs[0] if runs else None,
+        "coverage": coverage,
+        "coverage_period": coverage.latest_period() if coverage else None,
+        "sections": sections,
+        "period_label": period_label,
+        "limit": history.limit,
+    }

@@ -1,0 +1,203 @@
+"""The status page (GET /) and the run history behind it, with a fake runner.
+
+The browser test (tests/browser/) checks the page as Chromium lays it out after
+a real run; these check the rules: protection, escaping, the empty state, the
+history's limit and its state file (kept across a restart, without secrets).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from flask import Flask
+
+from mediator.app import create_app
+from mediator.config import RuntimeConfig
+from mediator.console_config import load_registration
+from mediator.history import STATE_FILE, RunHistory, summarize
+from mediator.report import (
+    DataSetResult,
+    ImportCount,
+    OrgUnitCoverage,
+    RejectedRow,
+    RunReport,
+)
+from mediator.run import RunInputError, RunRequest
+
+DHIS2_PW = "Dhis2-Secret-4410"
+ENV = {
+    "CHT_URL": "https://cht.example.org",
+    "CHT_USERNAME": "reader",
+    "CHT_PASSWORD": "Cht-Secret-7731",
+    "DHIS2_URL": "https://dhis2.example.org",
+    "DHIS2_USERNAME": "admin",
+    "DHIS2_PASSWORD": DHIS2_PW,
+}
+DS = "VTdjfLXXmoi"
+NOW = datetime(2024, 6, 3, 2, 0, tzinfo=UTC)
+EVIL = "<script>alert(1)</script>"
+
+
+def report(run_id: str = "run-1", *, error: str | None = None) -> RunReport:
+    """Two periods; the newest has a held org unit, a missing CHW with a hostile name."""
+
+    def result(period: str, imported: int) -> DataSetResult:
+        return DataSetResult(
+            data_set=DS,
+            period=period,
+            status="warning",
+            counts=ImportCount(imported=imported, updated=2, ignored=1, deleted=0),
+            rejected=[RejectedRow(dataElement="d", orgUnit="o", period=period, reason="E7612")],
+            users_expected=5,
+            users_synced=3,
+            held_org_units=["OuHeld00001"],
+            error=error,
+            coverage=[
+                OrgUnitCoverage(orgUnit="OuGood00001", name="CHU Good", expected=3, synced=3),
+                OrgUnitCoverage(
+                    orgUnit="OuHeld00001",
+                    name=f"CHU {EVIL}",
+                    expected=2,
+                    synced=0,
+                    missing=[f"chw{EVIL}", "o'brien"],
+                    newest_doc=NOW - timedelta(days=3),
+                    held=True,
+                ),
+            ],
+        )
+
+    return RunReport(
+        run_id=run_id,
+        trigger="http",
+        started=NOW,
+        finished=NOW + timedelta(seconds=5),
+        periods=["202404", "202405"],
+        data_sets=[DS],
+        results=[result("202404", 7), result("202405", 10)],
+    )
+
+
+def app_with(
+    runner: object, *, push_auth: tuple[str, str] | None = None, history: RunHistory | None = None
+) -> Flask:
+    return create_app(
+        registration=load_registration(env={}),
+        env=ENV,
+        runner=runner,  # type: ignore[arg-type]
+        clock=lambda: NOW + timedelta(minutes=1),
+        push_auth=push_auth,
+        history=history,
+    )
+
+
+def test_no_run_yet_says_so() -> None:
+    page = app_with(lambda r, c: report()).test_client().get("/")
+    assert page.status_code == 200
+    assert page.content_type.startswith("text/html")
+    html = page.get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert "No run yet" in html
+    assert "<svg" not in html
+
+
+def test_page_shows_the_run_escapes_cht_names_and_runs_no_script() -> None:
+    client = app_with(lambda r, c: report()).test_client()
+    assert client.get("/push?period=2024-05").status_code == 207
+    page = client.get("/")
+    html = page.get_data(as_text=True)
+    assert EVIL not in html  # usernames and names come from CHT: escaped
+    assert "chw&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "o&#39;brien" in html
+    assert "<script" not in html
+    assert "script-src" not in page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+    # the newest period only in the coverage view; held marked in words, not colour
+    assert "Sync coverage, May 2024 (202405)" in html
+    assert "held: not pushed" in html
+    assert "3 days ago" in html
+    assert len(re.findall(r'<g class="bar-group"', html)) == 2
+    # totals of the latest run: both periods
+    totals = re.search(r'<tr id="latest-totals">(.*?)</tr>', html, re.S)
+    assert totals is not None
+    counts = dict(re.findall(r'data-count="(\w+)">(\d+)<', totals.group(1)))
+    assert counts == {
+        "imported": "17",
+        "updated": "4",
+        "ignored": "2",
+        "deleted": "0",
+        "rejected": "2",
+    }
+    assert client.get("/status").get_data(as_text=True).count("bar-group") == 2
+
+
+def test_page_is_protected_like_push() -> None:
+    client = app_with(lambda r, c: report(), push_auth=("hrio", "s3cret-pw")).test_client()
+    for path in ("/", "/status"):
+        refused = client.get(path)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Basic ")
+        wrong = client.get(path, auth=("hrio", "nope"))
+        assert wrong.status_code == 401
+        assert client.get(path, auth=("hrio", "s3cret-pw")).status_code == 200
+
+
+def test_a_failed_run_is_listed_with_its_reason_and_keeps_the_last_coverage() -> None:
+    calls = iter([report(), RunInputError("data set QX4ZTUbOt3a is not defined")])
+
+    def runner(request: RunRequest, config: RuntimeConfig) -> RunReport:
+        answer = next(calls)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = app_with(runner).test_client()
+    client.get("/push?period=2024-05")
+    client.get("/push?period=2024-05")
+    html = client.get("/").get_data(as_text=True)
+    assert "data set QX4ZTUbOt3a is not defined" in html
+    assert html.count('<tr class="run"') == 2
+    assert "Sync coverage, May 2024 (202405)" in html  # from the run before
+
+
+def test_history_keeps_the_last_runs_in_a_file_without_secrets(tmp_path: Path) -> None:
+    history = RunHistory(limit=3, path=tmp_path / STATE_FILE)
+    for n in range(5):
+        summary, coverage = summarize(
+            report(f"run-{n}", error=f"DHIS2 said no to admin:{DHIS2_PW}"),
+            status="Completed with error(s)",
+            trigger="openhim",
+            finished=NOW + timedelta(hours=n),
+            secrets=[DHIS2_PW],
+        )
+        history.record(summary, coverage)
+    stored = (tmp_path / STATE_FILE).read_text()
+    assert DHIS2_PW not in stored
+    assert [r["run_id"] for r in json.loads(stored)["runs"]] == ["run-4", "run-3", "run-2"]
+    # a restart reads it back: the page keeps its history
+    again = RunHistory(limit=3, path=tmp_path / STATE_FILE)
+    assert [r.run_id for r in again.runs()] == ["run-4", "run-3", "run-2"]
+    coverage = again.coverage()
+    assert coverage is not None and coverage.latest_period() == "202405"
+    page = app_with(lambda r, c: report(), history=again).test_client().get("/")
+    assert page.get_data(as_text=True).count('<tr class="run"') == 3
+
+
+def test_state_dir_from_the_environment(tmp_path: Path) -> None:
+    app = create_app(
+        registration=load_registration(env={}),
+        env={**ENV, "MEDIATOR_STATE_DIR": str(tmp_path / "state")},
+        runner=lambda r, c: report(),
+        clock=lambda: NOW,
+    )
+    app.test_client().get("/push?period=2024-05")
+    assert (tmp_path / "state" / STATE_FILE).exists()
+
+
+def test_an_unreadable_state_file_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text("{not json")
+    history = RunHistory(path=tmp_path / STATE_FILE)
+    assert history.runs() == [] and history.coverage() is None
