@@ -7,7 +7,22 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
+# the status page's browser test drives Debian's Chromium (Playwright never downloads one)
+install_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "dev.sh: /usr/bin/chromium is missing and cannot be installed here (needs root and apt-get);" \
+      "install Debian's chromium package, or the browser test skips (and fails under CI=true)" >&2
+    return 0
+  fi
+  echo "dev.sh: installing Debian's chromium for the status page's browser test..."
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+    echo "dev.sh: could not install chromium with apt-get; the browser test will skip (fail under CI=true)" >&2
+  fi
+}
+
 install() {
+  install_chromium
   if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
   fi
