@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import cht_docs as d
@@ -209,6 +210,15 @@ class Deployment:
     chw_chu: dict[str, str] = field(default_factory=dict)  # username -> CHU org unit
 
 
+def _synced_at(month: str, rng: random.Random) -> int:
+    """``updated_date`` as the rules engine writes it: the start of the day (ms) of the
+    last write, here in the month's last days or the first days after it."""
+    year, mon = int(month[:4]), int(month[5:7])
+    first_next = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
+    day = first_next + timedelta(days=rng.randint(-5, 2))
+    return int(day.timestamp() * 1000)
+
+
 def build(
     months: list[str],
     chus: int = 4,
@@ -280,7 +290,7 @@ def build(
                         d.target("anc-visits-20-plus", rng.randint(0, 9)),
                         d.target("households-visited", rng.randint(5, 40)),
                     ],
-                    updated_date=0,
+                    updated_date=_synced_at(month, rng),
                 )
             )
     return dep

@@ -456,83 +456,110 @@ def _from_findings(ctx: _Context, findings: Iterable[Finding]) -> list[Diagnosis
     return out
 
 
-def _from_error(ctx: _Context) -> list[Diagnosis]:
-    """A data set that failed as a whole: credentials, authority, reachability."""
-    result = ctx.result
-    if result.status != "error" or not result.error:
-        return []
-    text = result.error
-    found: tuple[str, str, str, str] | None = None
+# A data set that failed as a whole: what its error says, in the order tested.
+ERRORS: dict[str, _Explain] = {
+    "dhis2_login_redirect": _Explain(
+        "DHIS2 sent its login page",
+        "DHIS2 answered with a redirect to its login page: it did not see valid credentials.",
+        "Set DHIS2_USERNAME and DHIS2_PASSWORD (or DHIS2_TOKEN) for a DHIS2 user that can "
+        "log in; check DHIS2_URL is the base URL (https, no /dhis-web-… path).",
+    ),
+    "dhis2_unauthorized": _Explain(
+        "DHIS2 refused the credentials",
+        "DHIS2 answered 401: the username and password (or the token) are wrong, expired, "
+        "or the account is locked or disabled.",
+        "Fix DHIS2_PASSWORD / DHIS2_TOKEN (console: dhis2Password / dhis2Token); a DHIS2 "
+        "admin can unlock the user in Users. The mediator stops after one refusal so it "
+        "does not lock the account.",
+    ),
+    "dhis2_token_invalid": _Explain(
+        "DHIS2 refused the API token",
+        "The personal access token is malformed or its checksum is wrong.",
+        "Create a new token in DHIS2 (profile → Personal access tokens) and set DHIS2_TOKEN.",
+    ),
+    "dhis2_forbidden": _Explain(
+        "The DHIS2 user lacks an authority",
+        "DHIS2 answered 403: the integration user may not import data values.",
+        "In DHIS2 Users, give the user a role with 'Add/Update data values' "
+        "(F_DATAVALUE_ADD) and data write sharing on the data set.",
+    ),
+    "dhis2_unreachable": _Explain(
+        "DHIS2 could not be reached",
+        "Connections to DHIS2 failed or timed out, even after retries.",
+        "Check DHIS2_URL, the network between the mediator and DHIS2, and that DHIS2 is up; "
+        "then rerun the transaction from the OpenHIM console.",
+    ),
+    "dhis2_not_json": _Explain(
+        "Something other than DHIS2 answered",
+        "The answer was not DHIS2's JSON (an HTML error page from a proxy?).",
+        "Check the proxy in front of DHIS2 (body size limits: client_max_body_size) and "
+        "DHIS2_URL; lower DHIS2_CHUNK_SIZE if the proxy refuses large bodies.",
+    ),
+    "cht_read_failed": _Explain(
+        "CHT could not be read",
+        "{detail}.",
+        "Fix access to that CHT instance (URL, credentials, the medic-admin views); the "
+        "data set is pushed by the next run once CHT answers.",
+    ),
+}
+
+
+def _error_kind(result: DataSetResult) -> str | None:
+    text = result.error or ""
     if "redirected to its login page" in text:
-        found = (
-            "dhis2_login_redirect",
-            "DHIS2 sent its login page",
-            "DHIS2 answered with a redirect to its login page: it did not see valid credentials.",
-            "Set DHIS2_USERNAME and DHIS2_PASSWORD (or DHIS2_TOKEN) for a DHIS2 user that can "
-            "log in; check DHIS2_URL is the base URL (https, no /dhis-web-… path).",
-        )
-    elif result.error_status == 401 or "refused the credentials" in text:
-        found = (
-            "dhis2_unauthorized",
-            "DHIS2 refused the credentials",
-            "DHIS2 answered 401: the username and password (or the token) are wrong, expired, "
-            "or the account is locked or disabled.",
-            "Fix DHIS2_PASSWORD / DHIS2_TOKEN (console: dhis2Password / dhis2Token); a DHIS2 "
-            "admin can unlock the user in Users. The mediator stops after one refusal so it "
-            "does not lock the account.",
-        )
-    elif "refused the API token" in text:
-        found = (
-            "dhis2_token_invalid",
-            "DHIS2 refused the API token",
-            "The personal access token is malformed or its checksum is wrong.",
-            "Create a new token in DHIS2 (profile → Personal access tokens) and set DHIS2_TOKEN.",
-        )
-    elif result.error_status == 403:
-        found = (
-            "dhis2_forbidden",
-            "The DHIS2 user lacks an authority",
-            "DHIS2 answered 403: the integration user may not import data values.",
-            "In DHIS2 Users, give the user a role with 'Add/Update data values' "
-            "(F_DATAVALUE_ADD) and data write sharing on the data set.",
-        )
-    elif "could not connect" in text or "timed out" in text or "unreachable" in text:
-        found = (
-            "dhis2_unreachable",
-            "DHIS2 could not be reached",
-            "Connections to DHIS2 failed or timed out, even after retries.",
-            "Check DHIS2_URL, the network between the mediator and DHIS2, and that DHIS2 is up;"
-            " then rerun the transaction from the OpenHIM console.",
-        )
-    elif "not JSON" in text:
-        found = (
-            "dhis2_not_json",
-            "Something other than DHIS2 answered",
-            "The answer was not DHIS2's JSON (an HTML error page from a proxy?).",
-            "Check the proxy in front of DHIS2 (body size limits: client_max_body_size) and "
-            "DHIS2_URL; lower DHIS2_CHUNK_SIZE if the proxy refuses large bodies.",
-        )
-    elif "CHT instance" in text and "could not be read" in text:
-        found = (
-            "cht_read_failed",
-            "CHT could not be read",
-            f"{text}.",
-            "Fix access to that CHT instance (URL, credentials, the medic-admin views); the "
-            "data set is pushed by the next run once CHT answers.",
-        )
-    if found is None:
+        return "dhis2_login_redirect"
+    if result.error_status == 401 or "refused the credentials" in text:
+        return "dhis2_unauthorized"
+    if "refused the API token" in text:
+        return "dhis2_token_invalid"
+    if result.error_status == 403:
+        return "dhis2_forbidden"
+    if "could not connect" in text or "timed out" in text or "unreachable" in text:
+        return "dhis2_unreachable"
+    if "not JSON" in text:
+        return "dhis2_not_json"
+    if "CHT instance" in text and "could not be read" in text:
+        return "cht_read_failed"
+    return None
+
+
+def _from_error(ctx: _Context) -> list[Diagnosis]:
+    result = ctx.result
+    kind = _error_kind(result) if result.status == "error" and result.error else None
+    if kind is None:
         return []
-    kind, title, cause, fix = found
-    return [
-        Diagnosis(
-            kind=kind,
-            title=title,
-            cause=cause,
-            fix=fix,
-            data_set=result.data_set,
-            period=result.period,
-        )
-    ]
+    return [_diagnosis(kind, ERRORS[kind], ctx, {}, 1, detail=result.error or "")]
+
+
+# Run-level and CHT-side problems (their causes are built from what was read).
+CHT: dict[str, _Explain] = {
+    "cht_unreadable": _Explain(
+        "CHT could not be read",
+        "{detail}",
+        "Check CHT_URL, CHT_USERNAME and CHT_PASSWORD (the user needs to read the medic "
+        "database: an online user, or a CouchDB admin) and that the medic-admin design doc "
+        "exists; nothing was pushed.",
+    ),
+    "cht_source_failed": _Explain(
+        "A CHT instance could not be read",
+        "CHT instance {ids}: {detail}",
+        "Fix access to that instance; the data sets it feeds were not pushed with partial "
+        "totals and go out in the next run.",
+    ),
+    "cht_no_target_docs": _Explain(
+        "No target docs in CHT for the period",
+        "CHT holds no target docs for {detail}: either no CHW has synced since the period "
+        "ended, or targets are not enabled in the app.",
+        "Ask CHWs to open the app and sync; check tasks.targets in the app settings. Zero "
+        "rows were pushed; the next scheduled run picks up late syncs.",
+    ),
+    "cht_users_not_synced": _Explain(
+        "CHWs missing from the numbers",
+        "{detail} CHT users have no target doc for {pe}: {ids}.",
+        "Ask them to sync; their numbers reach DHIS2 in the next scheduled run "
+        "(MEDIATOR_LOOKBACK_PERIODS). See /coverage for the list by org unit.",
+    ),
+}
 
 
 def _from_cht(ctx: _Context, report: RunReport) -> list[Diagnosis]:
@@ -542,34 +569,13 @@ def _from_cht(ctx: _Context, report: RunReport) -> list[Diagnosis]:
     months = {m.replace("-", "") for m in result.months}
     read = [c for c in report.cht if c.period in months]
     if result.status != "error" and read and sum(c.target_docs for c in read) == 0:
-        out.append(
-            Diagnosis(
-                kind="cht_no_target_docs",
-                title="No target docs in CHT for the period",
-                cause=f"CHT holds no target docs for {', '.join(result.months)}: either no CHW "
-                "has synced since the period ended, or targets are not enabled in the app.",
-                fix="Ask CHWs to open the app and sync; check tasks.targets in the app settings. "
-                "Zero rows were pushed; the next scheduled run picks up late syncs.",
-                data_set=result.data_set,
-                period=result.period,
-            )
-        )
+        kind = "cht_no_target_docs"
+        out.append(_diagnosis(kind, CHT[kind], ctx, {}, 1, detail=", ".join(result.months)))
     missing = sorted({u for c in result.coverage for u in c.missing})
     if missing and result.users_expected:
-        out.append(
-            Diagnosis(
-                kind="cht_users_not_synced",
-                title="CHWs missing from the numbers",
-                count=len(missing),
-                cause=f"{len(missing)} of {result.users_expected} CHT users have no target doc "
-                f"for {result.period}: {_ids(missing)}.",
-                fix="Ask them to sync; their numbers reach DHIS2 in the next scheduled run "
-                "(MEDIATOR_LOOKBACK_PERIODS). See /coverage for the list by org unit.",
-                ids=missing,
-                data_set=result.data_set,
-                period=result.period,
-            )
-        )
+        kind = "cht_users_not_synced"
+        detail = f"{len(missing)} of {result.users_expected}"
+        out.append(_diagnosis(kind, CHT[kind], ctx, {"ids": missing}, len(missing), detail))
     return out
 
 
@@ -577,26 +583,16 @@ def diagnose(report: RunReport) -> list[Diagnosis]:
     """Every problem of the run, explained, in the order ops should read them."""
     out: list[Diagnosis] = []
     for finding in report.findings:
-        if finding.code == "cht_unreadable":
+        explain = CHT.get(finding.code)
+        if explain is not None:
+            ids = {"ids": list(finding.ids)}
             out.append(
                 Diagnosis(
-                    kind="cht_unreadable",
-                    title="CHT could not be read",
-                    cause=finding.message,
-                    fix="Check CHT_URL, CHT_USERNAME and CHT_PASSWORD (the user needs to read "
-                    "the medic database: an online user, or a CouchDB admin) and that the "
-                    "medic-admin design doc exists; nothing was pushed.",
-                )
-            )
-        elif finding.code == "cht_source_failed":
-            out.append(
-                Diagnosis(
-                    kind="cht_source_failed",
-                    title="A CHT instance could not be read",
-                    cause=f"CHT instance {_ids(finding.ids)}: {finding.message}",
-                    fix="Fix access to that instance; the data sets it feeds were not pushed "
-                    "with partial totals and go out in the next run.",
-                    ids=list(finding.ids),
+                    kind=finding.code,
+                    title=explain.title,
+                    cause=explain.cause.format(ids=_ids(finding.ids), detail=finding.message),
+                    fix=explain.fix,
+                    ids=ids["ids"],
                 )
             )
     for result in report.results:
@@ -607,3 +603,45 @@ def diagnose(report: RunReport) -> list[Diagnosis]:
         out += _from_conflicts(ctx)
         out += _from_cht(ctx, report)
     return out
+
+
+def troubleshooting_table() -> str:
+    """The operator guide's troubleshooting table, made from the explanations above
+    (tests/unit/test_operator_guide.py keeps the guide equal to it)."""
+    rows = [
+        "| Problem (as in the report and the OpenHIM properties) | What it means | What to do |"
+    ]
+    rows.append("|---|---|---|")
+    sections = [
+        ("DHIS2 refused values", CONFLICTS),
+        ("Before posting", FINDINGS),
+        ("A data set failed", ERRORS),
+        ("CHT", CHT),
+    ]
+    seen: set[str] = set()
+    for _section, table in sections:
+        for kind, explain in table.items():
+            if explain.title in seen:
+                continue
+            seen.add(explain.title)
+            label = f"{explain.title} (`{kind}`)"
+            rows.append(f"| {label} | {_generic(explain.cause)} | {_generic(explain.fix)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _generic(text: str) -> str:
+    """A template with its placeholders named in words, for the guide."""
+    words = {
+        "de": "<data element>",
+        "ou": "<org unit>",
+        "pe": "<period>",
+        "coc": "<option combo>",
+        "aoc": "<attribute option combo>",
+        "ds": "<data set>",
+        "user": "<user>",
+        "ids": "<ids>",
+        "targets": "<CHT targets>",
+        "places": "<CHT places>",
+        "detail": "<details>",
+    }
+    return text.format(**words).replace("|", "\\|")
