@@ -8,8 +8,10 @@ owner look-ups.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -42,12 +44,17 @@ class ChtReader:
         self.settings = settings
         self._record = recorder or (lambda _exchange: None)
         self._sleep = sleep
-        self._session = requests.Session()
-        if settings.username and settings.password:
-            self._session.auth = (settings.username, settings.password.get_secret_value())
-        self._session.verify = settings.verify
-        self._session.headers["Accept"] = "application/json"
+        self._session = self._new_session()
+        self._counting = threading.Lock()  # range reads count from their helper thread
         self.requests_made = 0
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        if self.settings.username and self.settings.password:
+            session.auth = (self.settings.username, self.settings.password.get_secret_value())
+        session.verify = self.settings.verify
+        session.headers["Accept"] = "application/json"
+        return session
 
     @property
     def db_url(self) -> str:
@@ -67,6 +74,7 @@ class ChtReader:
         body: Any = None,
         what: str,
         missing_ok: bool = False,
+        session: requests.Session | None = None,
     ) -> Any:
         """One JSON request with a bounded retry on connection errors and 5xx.
 
@@ -74,9 +82,10 @@ class ChtReader:
         """
         last_error = ""
         for attempt in range(1, RETRY_ATTEMPTS + 1):
-            self.requests_made += 1
+            with self._counting:
+                self.requests_made += 1
             try:
-                response = self._session.request(
+                response = (session or self._session).request(
                     method,
                     url,
                     params=params,
@@ -246,14 +255,21 @@ class ChtReader:
         return users
 
     def _id_range_pages(self, prefix: str, name: str) -> Iterator[list[Any]]:
-        """Docs whose id starts with ``prefix``, paged through ``_all_docs``."""
+        """Docs whose id starts with ``prefix``, paged through ``_all_docs``.
+
+        The next page is read (by a helper thread, on a session of its own) while the
+        caller works on this one, so CHT's time hides the mediator's own; no more than
+        two pages are held at once. Errors surface where the page is asked for.
+        """
         end = json.dumps(prefix + "\ufff0")
-        start = json.dumps(prefix)
         size = self.settings.page_size
         pages = docs = 0
         first = last = None
-        while True:
-            body = self._request(
+        session = self._new_session()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-pages")
+
+        def read(start: str) -> Any:
+            return self._request(
                 "GET",
                 f"{self.db_url}/_all_docs",
                 params={
@@ -263,18 +279,27 @@ class ChtReader:
                     "limit": str(size + 1),
                 },
                 what=name,
+                session=session,
             )
-            rows = body.get("rows", [])
-            page = rows[:size]
-            if page:
-                pages += 1
-                docs += len(page)
-                first = first or page[0].get("id")
-                last = page[-1].get("id")
-                yield [row.get("doc") for row in page]
-            if len(rows) <= size:
-                break
-            start = json.dumps(rows[size]["id"])
+
+        try:
+            ahead: Future[Any] | None = pool.submit(read, json.dumps(prefix))
+            while ahead is not None:
+                rows = ahead.result().get("rows", [])
+                page = rows[:size]
+                ahead = (
+                    pool.submit(read, json.dumps(rows[size]["id"])) if len(rows) > size else None
+                )
+                if page:
+                    pages += 1
+                    docs += len(page)
+                    first = first or page[0].get("id")
+                    last = page[-1].get("id")
+                    yield [row.get("doc") for row in page]
+        finally:
+            # a caller that stops early must not wait for a page it will never use
+            pool.shutdown(wait=False, cancel_futures=True)
+            session.close()
         self._note(
             name,
             "GET",
