@@ -728,6 +728,7 @@ class Dhis2Client:
         scope_org_units: list[str] | None = None,
         mapped: Iterable[tuple[str, str | None, str | None]] | None = None,
         sweep_assigned: bool = False,
+        owned_org_units: Iterable[str] = (),
     ) -> DataSetResult:
         """Make DHIS2 hold exactly the engine's values for the mapped keys in scope.
 
@@ -737,6 +738,8 @@ class Dhis2Client:
         units assigned to the data set that CHT no longer maps are in scope too,
         but there only values this integration user stored (``storedBy``) are
         cleared: a number a person typed for a non-CHT org unit is left alone.
+        ``owned_org_units`` are org units CHT maps that other calls push (a run
+        pushes a big data set in batches of org units): the sweep leaves them alone.
         Never raises Dhis2Error: a failure is reported in the result.
         """
         result = DataSetResult(
@@ -752,6 +755,7 @@ class Dhis2Client:
                 scope_org_units or [],
                 mapped,
                 sweep_assigned,
+                set(owned_org_units),
             )
         except Dhis2Error as exc:
             result.status = "error"
@@ -769,6 +773,7 @@ class Dhis2Client:
         scope_org_units: list[str],
         mapped_rows: Iterable[tuple[str, str | None, str | None]] | None,
         sweep_assigned: bool = False,
+        owned_elsewhere: set[str] | None = None,
     ) -> None:
         result.dhis2_version = self.system_info().version
         pre = self.preflight(data_set, period, rows)
@@ -789,7 +794,7 @@ class Dhis2Client:
         swept: list[str] = []
         if sweep_assigned:
             meta = self.data_set_metadata(data_set)
-            owned = set(scope)
+            owned = set(scope) | (owned_elsewhere or set())
             assigned = [u.id for u in meta.organisationUnits] if meta else []
             swept = [ou for ou in assigned if ou not in owned]
         stored_by: dict[Key, str] = {}

@@ -460,10 +460,13 @@ class Aggregation:
 
     # -- result ---------------------------------------------------------------
 
-    def data_values(self, *, human_readable: bool = False) -> list[DataValue]:
+    def data_values(
+        self, *, human_readable: bool = False, units: Iterable[str] | None = None
+    ) -> list[DataValue]:
+        """The rows, org unit by org unit; ``units`` picks some (a batch) in this order."""
         names = {m.row: m.target_id for m in reversed(self.mappings)}
         values: list[DataValue] = []
-        for unit in self._unit_order:
+        for unit in self._unit_order if units is None else units:
             for row in self._rows:
                 cell = self._cells[(unit, row)]
                 amount: float

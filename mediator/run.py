@@ -10,7 +10,7 @@ and total. Several CHT instances are summed per org unit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ from .report import ChtRead, DataSetResult, Finding, OrgUnitCoverage, RunReport
 __all__ = ["RunBusyError", "RunInputError", "RunRequest", "compute", "execute"]
 
 Recorder = Callable[[Exchange], None]
+ORG_UNITS_PER_PUSH = 250  # a push reads, plans and posts this many org units at a time
 
 
 class RunInputError(ValueError):
@@ -89,6 +90,7 @@ class Pusher(Protocol):
         scope_org_units: list[str] | None = None,
         mapped: list[tuple[str, str | None, str | None]] | None = None,
         sweep_assigned: bool = False,
+        owned_org_units: Iterable[str] = (),
     ) -> DataSetResult: ...
 
     def register_completeness(
@@ -502,25 +504,39 @@ def _push_one(pusher: Pusher, job: Job, dry_run: bool, config: RuntimeConfig) ->
         )
     agg = job.merged
     held = _held(job.coverage, config.coverage_threshold)
-    rows = [r for r in agg.data_values() if r.orgUnit not in held]
     scope = [ou for ou in agg.org_units if ou not in held]
-    try:
-        result = pusher.push(
+    mapped = [m.row for m in agg.mappings]
+    result = DataSetResult(**{**base, "status": "success"})
+    statuses: list[str] = []
+    # in batches of org units, so that memory holds one batch of values at a time
+    batches = [scope[i : i + ORG_UNITS_PER_PUSH] for i in range(0, len(scope), ORG_UNITS_PER_PUSH)]
+    for batch in batches or [[]]:  # no org unit at all: the preflight still speaks
+        rows = agg.data_values(units=batch)
+        result.values_computed += len(rows)
+        part = _push_part(pusher, job, period, rows, dry_run, batch, mapped)
+        _merge(result, part)
+        statuses.append(part.status)
+        if part.status == "error" and not part.values_sent:
+            break  # a data set problem (preflight, credentials): the other batches would fail too
+    # an org unit CHT no longer maps keeps no stale numbers, unless one was asked for or
+    # coverage holds some back (then "not produced" does not mean "gone")
+    if agg.org_unit is None and not held and statuses[-1] != "error":
+        sweep = pusher.push(
             job.data_set,
             period,
-            rows,
+            [],
             dry_run=dry_run,
-            scope_org_units=scope,
-            mapped=[m.row for m in agg.mappings],
-            # an org unit CHT no longer maps keeps no stale numbers, unless one was asked
-            # for or coverage holds some back (then "not produced" does not mean "gone")
-            sweep_assigned=agg.org_unit is None and not held,
+            scope_org_units=[],
+            mapped=mapped,
+            sweep_assigned=True,
+            owned_org_units=agg.org_units,
         )
-    except Exception as exc:  # noqa: BLE001 - one data set's failure must not stop the others
-        result = DataSetResult(
-            **base, values_computed=len(rows), error=str(exc) or type(exc).__name__
-        )
-    result.values_computed = len(rows)
+        _merge(result, sweep)
+        statuses.append(sweep.status)
+    if all(status == "error" for status in statuses):
+        result.status = "error"
+    elif any(status in ("error", "warning") for status in statuses):
+        result.status = "warning"  # some of it reached DHIS2, some did not
     for cov in job.coverage:
         cov.held = cov.orgUnit in held
     result.held_org_units = sorted(held)
@@ -532,6 +548,72 @@ def _push_one(pusher: Pusher, job: Job, dry_run: bool, config: RuntimeConfig) ->
             result.completeness_registered = done
             result.preflight += findings
     return _describe(job, result)
+
+
+def _push_part(
+    pusher: Pusher,
+    job: Job,
+    period: str,
+    rows: list[DataValue],
+    dry_run: bool,
+    batch: list[str],
+    mapped: list[tuple[str, str | None, str | None]],
+) -> DataSetResult:
+    try:
+        return pusher.push(
+            job.data_set,
+            period,
+            rows,
+            dry_run=dry_run,
+            scope_org_units=batch,
+            mapped=mapped,
+            sweep_assigned=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - one data set's failure must not stop the others
+        return DataSetResult(
+            data_set=job.data_set,
+            period=period,
+            status="error",
+            dry_run=dry_run,
+            error=str(exc) or type(exc).__name__,
+        )
+
+
+def _merge(total: DataSetResult, part: DataSetResult) -> None:
+    """Add one batch's result to the data set's: counts add up, rows and findings join,
+    the status is the worst that still tells what reached DHIS2."""
+    offset = total.values_sent
+    total.counts.add(part.counts)
+    for name in (
+        "values_sent",
+        "values_unchanged",
+        "values_cleared",
+        "chunks_sent",
+        "chunks_failed",
+        "delivered",
+    ):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    total.conflicts += [
+        c.model_copy(update={"indexes": [offset + i for i in c.indexes]}) for c in part.conflicts
+    ]
+    total.rejected += part.rejected
+    total.dhis2_version = total.dhis2_version or part.dhis2_version
+    if part.error and not total.error:
+        total.error, total.error_status = part.error, part.error_status
+    for finding in part.preflight:
+        same = next(
+            (f for f in total.preflight if (f.level, f.code) == (finding.level, finding.code)),
+            None,
+        )
+        if same is None:
+            total.preflight.append(finding.model_copy())
+        elif finding.message != same.message:
+            new = [i for i in finding.ids if i not in same.ids]
+            same.ids += new
+            if new:
+                same.message += f" Also: {', '.join(new[:20])}" + (
+                    f" and {len(new) - 20} more" if len(new) > 20 else ""
+                )
 
 
 def _held(coverage: list[OrgUnitCoverage], threshold: float | None) -> set[str]:

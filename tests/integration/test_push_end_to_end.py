@@ -217,3 +217,34 @@ def test_dry_run_changes_nothing_but_reports_counts(couch, cht_db, version):
         assert all("dryRun=true" in p.query_string for p in d2.store.posts("/api/dataValueSets"))
     finally:
         d2.stop()
+
+
+def test_pushing_in_batches_of_org_units_gives_the_same_result(couch, cht_db, monkeypatch):
+    import mediator.run
+
+    monkeypatch.setattr(mediator.run, "ORG_UNITS_PER_PUSH", 2)  # 5 org units: 3 batches
+    d2 = standin("2.41.1")
+    try:
+        cfg = config(couch, cht_db, d2)
+        first = execute(RunRequest(periods=[JAN]), cfg)
+        assert first.status == "Successful"
+        assert held(d2) == expected(cfg)
+        monthly = next(r for r in first.results if r.data_set == dep.DS_MONTHLY)
+        assert monthly.values_computed == 5 * 4  # every batch counted once
+        assert monthly.counts.imported == len(
+            [k for k in expected(cfg) if k[0] != dep.DE_HOUSEHOLD_VISITS]
+        )
+        before = posts(d2)
+        again = execute(RunRequest(periods=[JAN]), cfg)
+        assert posts(d2) == before and again.status == "Successful"
+        # an org unit dropped from CHT is swept once, not by every batch
+        s = couch.session()
+        chu2 = s.get(f"{couch.url}/{cht_db}/chu-2").json()
+        del chu2["dhis"]
+        s.put(f"{couch.url}/{cht_db}/chu-2", json=chu2).raise_for_status()
+        third = execute(RunRequest(periods=[JAN]), cfg)
+        assert third.status == "Successful"
+        assert not [k for k in held(d2) if k[2] == dep.OU_CHU[1]]
+        assert held(d2) == expected(cfg)
+    finally:
+        d2.stop()
