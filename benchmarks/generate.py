@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from devstack import cht_docs as d
+from devstack.deployment import category_combos, data_element
 
 DEFAULT_COC = "HllvX50cXC0"
 DEFAULT_CC = "bjDvmb4bfuf"
@@ -296,35 +297,15 @@ class National:
             p = self.parent_index(n, s.cus, s.wards)
             add(5, "cu", n, uid("OUwa", p + 1), paths[("wa", p)])
 
-        def element(ident: str, paired: bool) -> dict[str, Any]:
-            return {
-                "id": ident,
-                "name": f"National {ident}",
-                "valueType": "INTEGER_ZERO_OR_POSITIVE",
-                "zeroIsSignificant": False,
-                "aggregationType": "SUM",
-                "domainType": "AGGREGATE",
-                "categoryCombo": {"id": CC_AGE if paired else DEFAULT_CC},
-            }
-
         return {
             "defaultCategoryOptionCombo": DEFAULT_COC,
-            "categoryCombos": [
-                {
-                    "id": DEFAULT_CC,
-                    "name": "default",
-                    "categoryOptionCombos": [{"id": DEFAULT_COC, "name": "default"}],
-                },
-                {
-                    "id": CC_AGE,
-                    "name": "Age",
-                    "categoryOptionCombos": [
-                        {"id": COC_UNDER_5, "name": "<5y"},
-                        {"id": COC_5_PLUS, "name": "5y+"},
-                    ],
-                },
+            "categoryCombos": category_combos(
+                {COC_UNDER_5: "<5y", COC_5_PLUS: "5y+"}, age_combo=CC_AGE
+            ),
+            "dataElements": [
+                data_element(de, f"National {de}", CC_AGE if paired else DEFAULT_CC)
+                for de, paired in self.data_elements
             ],
-            "dataElements": [element(de, paired) for de, paired in self.data_elements],
             "dataSets": [
                 {
                     "id": DATA_SET,

@@ -112,6 +112,36 @@ def app_settings() -> dict[str, Any]:
     }
 
 
+def data_element(ident: str, name: str, cc: str = CC_DEFAULT) -> dict[str, Any]:
+    """An aggregate data element as DHIS2's metadata API shows it: CHT counts go into
+    zero-or-positive integers, and a zero is not significant (DHIS2's default)."""
+    return {
+        "id": ident,
+        "name": name,
+        "valueType": "INTEGER_ZERO_OR_POSITIVE",
+        "zeroIsSignificant": False,
+        "aggregationType": "SUM",
+        "domainType": "AGGREGATE",
+        "categoryCombo": {"id": cc},
+    }
+
+
+def category_combos(age_options: dict[str, str], age_combo: str = CC_AGE) -> list[dict[str, Any]]:
+    """The default category combo and an age one with these option combos (id -> name)."""
+    return [
+        {
+            "id": CC_DEFAULT,
+            "name": "default",
+            "categoryOptionCombos": [{"id": DEFAULT_COC, "name": "default"}],
+        },
+        {
+            "id": age_combo,
+            "name": "Age",
+            "categoryOptionCombos": [{"id": i, "name": n} for i, n in age_options.items()],
+        },
+    ]
+
+
 def dhis2_metadata(chus: int = 4) -> dict[str, Any]:
     """DHIS2 metadata in API shapes, for the DHIS2 stand-in."""
     org_units = [
@@ -135,39 +165,14 @@ def dhis2_metadata(chus: int = 4) -> dict[str, Any]:
     ]
     assigned = [{"id": OU_DISTRICT}] + [{"id": ou} for ou in OU_CHU[:chus]]
 
-    def element(ident: str, name: str, cc: str = CC_DEFAULT) -> dict[str, Any]:
-        return {
-            "id": ident,
-            "name": name,
-            "valueType": "INTEGER_ZERO_OR_POSITIVE",
-            "zeroIsSignificant": False,
-            "aggregationType": "SUM",
-            "domainType": "AGGREGATE",
-            "categoryCombo": {"id": cc},
-        }
-
     return {
         "defaultCategoryOptionCombo": DEFAULT_COC,
-        "categoryCombos": [
-            {
-                "id": CC_DEFAULT,
-                "name": "default",
-                "categoryOptionCombos": [{"id": DEFAULT_COC, "name": "default"}],
-            },
-            {
-                "id": CC_AGE,
-                "name": "Age",
-                "categoryOptionCombos": [
-                    {"id": COC_UNDER_20, "name": "<20y"},
-                    {"id": COC_20_PLUS, "name": "20y+"},
-                ],
-            },
-        ],
+        "categoryCombos": category_combos({COC_UNDER_20: "<20y", COC_20_PLUS: "20y+"}),
         "dataElements": [
-            element(DE_BIRTHS, "Births"),
-            element(DE_FACILITY_DELIVERIES, "Facility deliveries"),
-            element(DE_ANC_VISITS, "ANC visits", CC_AGE),
-            element(DE_HOUSEHOLD_VISITS, "Household visits"),
+            data_element(DE_BIRTHS, "Births"),
+            data_element(DE_FACILITY_DELIVERIES, "Facility deliveries"),
+            data_element(DE_ANC_VISITS, "ANC visits", CC_AGE),
+            data_element(DE_HOUSEHOLD_VISITS, "Household visits"),
         ],
         "dataSets": [
             {
