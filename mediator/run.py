@@ -10,7 +10,7 @@ and total. Several CHT instances are summed per org unit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -129,6 +129,10 @@ class Job:
         merged: Aggregation = self.__dict__["_merged"]
         return merged
 
+    def release(self) -> None:
+        self.aggs = {}
+        self.__dict__.pop("_merged", None)
+
     def value_set(self, complete_date: str, human_readable: bool = False) -> DataValueSet:
         return self.merged.result(complete_date, human_readable=human_readable)
 
@@ -217,6 +221,10 @@ class _SourceRead:
         self.reader = ChtReader(source.settings, recorder=recorder)
         self.app_settings: dict[str, Any] | None = None
         self.error: str | None = None
+        # read once per run, whatever periods follow
+        self.places: list[dict[str, Any]] | None = None
+        self.users: dict[str, str] = {}
+        self.lineages: dict[str, tuple[str, ...] | str | None] = {}
 
     def defines(self, data_set: str) -> bool:
         return self.app_settings is not None and data_set in data_set_ids(self.app_settings)
@@ -235,8 +243,12 @@ def _read_source(
     mine = [j for j in jobs if j.problem is None and src.defines(j.data_set)]
     if not mine:
         return
-    places = src.reader.places(org_unit)
-    users = src.reader.user_contacts()
+    lineages = src.lineages
+    first = src.places is None
+    if src.places is None:
+        src.places = src.reader.places(org_unit)
+        src.users = src.reader.user_contacts()
+    places, users = src.places, src.users
     for job in mine:
         agg = Aggregation(
             src.app_settings,
@@ -249,7 +261,6 @@ def _read_source(
         agg.expect_users(users)
         job.aggs[src.source.name] = agg
     aggs = [j.aggs[src.source.name] for j in mine]
-    lineages: dict[str, tuple[str, ...] | str | None] = {}
 
     def learn(owner_ids: list[str], read: ChtRead | None) -> None:
         unknown = [o for o in dict.fromkeys(owner_ids) if o not in lineages]
@@ -260,7 +271,8 @@ def _read_source(
         for owner_id, doc in src.reader.docs_by_id(unknown).items():
             lineages[owner_id] = lineage_ids(doc) if doc else None
 
-    learn(list(users.values()), None)  # users who never synced still belong somewhere
+    if first:
+        learn(list(users.values()), None)  # users who never synced still belong somewhere
     for agg in aggs:
         for owner_id in agg.owners_unknown(users.values()):
             agg.add_owner(owner_id, lineages.get(owner_id))
@@ -303,48 +315,114 @@ def _owners_exchange(reader: ChtReader, read: ChtRead) -> Exchange:
     )
 
 
+class _Stream:
+    """One run's CHT side: settings and plan first, then the jobs group by group.
+
+    Jobs that share a month are in one group, so each month is read once; a group is
+    pushed and let go before the next is read, so memory holds one group's
+    aggregations, not the whole window's.
+    """
+
+    def __init__(
+        self,
+        request: RunRequest,
+        config: RuntimeConfig,
+        recorder: Recorder | None,
+        period_type_of: Callable[[str], str | None] | None,
+    ) -> None:
+        self.request, self.config, self.recorder = request, config, recorder
+        self.now = request.as_of or utcnow()
+        self.sources = [_SourceRead(s, recorder) for s in config.sources()]
+        self.reads: list[ChtRead] = []
+        try:
+            self._plan(request, config, period_type_of)
+        except BaseException:
+            self.close()
+            raise
+
+    def _plan(
+        self,
+        request: RunRequest,
+        config: RuntimeConfig,
+        period_type_of: Callable[[str], str | None] | None,
+    ) -> None:
+        for src in self.sources:
+            try:
+                src.app_settings = src.reader.app_settings()
+            except ChtError as exc:
+                src.error = str(exc)
+        readable = [s for s in self.sources if s.app_settings is not None]
+        if not readable:
+            raise ChtError(self.sources[0].error or "no CHT instance could be read")
+        defined = list(
+            dict.fromkeys(ds for s in readable for ds in data_set_ids(s.app_settings or {}))
+        )
+        self.data_sets = resolve_data_sets(defined, request.data_sets or config.data_sets)
+        self.jobs = plan_jobs(
+            request, self.data_sets, period_type_of or (lambda _ds: None), config, self.now
+        )
+
+    @property
+    def source_errors(self) -> dict[str, str]:
+        return {s.source.name: s.error for s in self.sources if s.error}
+
+    def groups(self) -> Iterator[list[Job]]:
+        """The jobs, aggregated, a group of jobs sharing months at a time (month order);
+        jobs refused before reading come first, alone."""
+        refused = [j for j in self.jobs if j.problem is not None]
+        if refused:
+            _finish(refused, self.sources, self.now)
+            yield refused
+        for group in _month_groups([j for j in self.jobs if j.problem is None]):
+            for src in self.sources:
+                if src.app_settings is None or src.error:
+                    continue
+                try:
+                    _read_source(
+                        src, group, self.config, self.request.org_unit, self.reads, self.recorder
+                    )
+                except ChtError as exc:
+                    src.error = str(exc)
+                except EngineError as exc:
+                    raise RunInputError(str(exc)) from None
+            _finish(group, self.sources, self.now)
+            yield group
+
+    def close(self) -> None:
+        for src in self.sources:
+            src.reader.close()
+
+
+def _month_groups(jobs: list[Job]) -> list[list[Job]]:
+    """Jobs grouped so that no two groups need the same month, in month order."""
+    groups: list[tuple[set[Month], list[Job]]] = []
+    for job in sorted(jobs, key=lambda j: (j.period.first, j.period.last)):
+        months = set(job.period.months)
+        joined = [g for g in groups if g[0] & months]
+        for g in joined:
+            groups.remove(g)
+            months |= g[0]
+        merged = [j for g in joined for j in g[1]] + [job]
+        groups.append((months, merged))
+    return [g[1] for g in sorted(groups, key=lambda g: min(g[0]))]
+
+
 def compute(
     request: RunRequest,
     config: RuntimeConfig,
     *,
     recorder: Recorder | None = None,
     period_type_of: Callable[[str], str | None] | None = None,
-    hold: Callable[[list[str]], Any] | None = None,
 ) -> Computed:
-    """Read CHT and aggregate; no DHIS2. Raises RunInputError; a source that fails is
-    reported in ``source_errors`` and its jobs carry ``read_error``."""
-    now = request.as_of or utcnow()
-    sources = [_SourceRead(s, recorder) for s in config.sources()]
+    """Read CHT and aggregate every job; no DHIS2 (preview, /coverage). Raises
+    RunInputError / ChtError; a failed source's jobs carry ``read_error``."""
+    stream = _Stream(request, config, recorder, period_type_of)
     try:
-        for src in sources:
-            try:
-                src.app_settings = src.reader.app_settings()
-            except ChtError as exc:
-                src.error = str(exc)
-        readable = [s for s in sources if s.app_settings is not None]
-        if not readable:
-            raise ChtError(sources[0].error or "no CHT instance could be read")
-        defined = list(
-            dict.fromkeys(ds for s in readable for ds in data_set_ids(s.app_settings or {}))
-        )
-        data_sets = resolve_data_sets(defined, request.data_sets or config.data_sets)
-        jobs = plan_jobs(request, data_sets, period_type_of or (lambda _ds: None), config, now)
-        reads: list[ChtRead] = []
-        source_errors = {s.source.name: s.error for s in sources if s.error}
-        if hold is not None:
-            hold([j.key for j in jobs if j.problem is None])
-        for src in readable:
-            try:
-                _read_source(src, jobs, config, request.org_unit, reads, recorder)
-            except ChtError as exc:
-                src.error = source_errors[src.source.name] = str(exc)
-            except EngineError as exc:
-                raise RunInputError(str(exc)) from None
-        _finish(jobs, sources, now)
-        return Computed(data_sets, jobs, reads, source_errors)
+        for _group in stream.groups():
+            pass
+        return Computed(stream.data_sets, stream.jobs, stream.reads, stream.source_errors)
     finally:
-        for src in sources:
-            src.reader.close()
+        stream.close()
 
 
 def _finish(jobs: list[Job], sources: list[_SourceRead], now: datetime) -> None:
@@ -419,56 +497,36 @@ def execute(
 
     pusher = pusher_factory(config, record)
     locks = RunLocks(config.lock_dir, config.concurrent_runs)
+    stream: _Stream | None = None
     try:
-        with _Holder(locks) as holder:
-            try:
-                computed = compute(
-                    request,
-                    config,
-                    recorder=record,
-                    period_type_of=pusher.period_type,
-                    hold=holder.hold,
-                )
-            except ChtError as exc:
-                report.findings.append(
-                    Finding(level="error", code="cht_unreadable", message=str(exc))
-                )
-                report.finished = utcnow()
-                report.diagnoses = diagnose(report)
-                return report
-            report.data_sets = computed.data_sets
-            report.periods = list(dict.fromkeys(j.period.iso for j in computed.jobs))
-            report.cht = computed.reads
-            for name, error in computed.source_errors.items():
-                report.findings.append(
-                    Finding(level="error", code="cht_source_failed", message=error, ids=[name])
-                )
-            for job in computed.jobs:
-                report.results.append(_push_one(pusher, job, report.dry_run, config))
+        try:
+            stream = _Stream(request, config, record, pusher.period_type)
+        except ChtError as exc:
+            report.findings.append(Finding(level="error", code="cht_unreadable", message=str(exc)))
+            report.finished = utcnow()
+            report.diagnoses = diagnose(report)
+            return report
+        report.data_sets = stream.data_sets
+        report.periods = list(dict.fromkeys(j.period.iso for j in stream.jobs))
+        results: dict[int, DataSetResult] = {}
+        with locks.hold([j.key for j in stream.jobs if j.problem is None]):
+            for group in stream.groups():
+                for job in group:
+                    results[id(job)] = _push_one(pusher, job, report.dry_run, config)
+                    job.release()  # pushed: let the aggregation go before the next group
+        report.results = [results[id(job)] for job in stream.jobs]
+        report.cht = stream.reads
+        for name, error in stream.source_errors.items():
+            report.findings.append(
+                Finding(level="error", code="cht_source_failed", message=error, ids=[name])
+            )
     finally:
         pusher.close()
+        if stream is not None:
+            stream.close()
     report.finished = utcnow()
     report.diagnoses = diagnose(report)
     return report
-
-
-class _Holder:
-    """Holds the run's (data set, period) locks from planning until the end of the run."""
-
-    def __init__(self, locks: RunLocks) -> None:
-        self.locks = locks
-        self._context: Any = None
-
-    def hold(self, keys: list[str]) -> None:
-        self._context = self.locks.hold(keys)
-        self._context.__enter__()
-
-    def __enter__(self) -> _Holder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._context is not None:
-            self._context.__exit__(None, None, None)
 
 
 def _describe(job: Job, result: DataSetResult) -> DataSetResult:
