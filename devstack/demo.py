@@ -38,7 +38,7 @@ def _print_transaction(title: str, tx: dict[str, Any]) -> None:
 def run_demo(keep: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     last = Month.previous_completed("UTC")
-    months = [last.shift(-1).tag, last.tag]
+    months = [last.shift(-2).tag, last.shift(-1).tag, last.tag]  # the channel redoes 3
     print(f"Starting the local stack (CHT target docs for {', '.join(months)})...")
     stack = LocalStack(months=months)
     try:

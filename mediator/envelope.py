@@ -132,10 +132,18 @@ def properties(report: RunReport) -> dict[str, str]:
         "org units": str(len({c.orgUnit for r in report.results for c in r.coverage})),
         "target docs read": str(sum(c.target_docs for c in report.cht)),
     }
-    expected = sum(r.users_expected for r in report.results)
-    synced = sum(r.users_synced for r in report.results)
-    if expected:
-        props["users synced"] = f"{synced} of {expected} ({100 * synced / expected:.1f}%)"
+    by_period: dict[str, tuple[int, int]] = {}  # the same users feed every data set
+    for result in report.results:
+        if result.users_expected > by_period.get(result.period, (0, 0))[0]:
+            by_period[result.period] = (result.users_expected, result.users_synced)
+    if by_period:
+        props["users synced"] = truncate(
+            ", ".join(
+                f"{period}: {synced} of {expected} ({100 * synced / expected:.0f}%)"
+                for period, (expected, synced) in by_period.items()
+            ),
+            500,
+        )
     held = sorted({ou for r in report.results for ou in r.held_org_units})
     if held:
         props["org units held"] = truncate(f"{len(held)}: {', '.join(held)}", 500)
@@ -165,9 +173,11 @@ def properties(report: RunReport) -> dict[str, str]:
     kinds: dict[str, list[str]] = {}
     for diagnosis in report.diagnoses:
         label = _key(f"problem: {diagnosis.title}")
-        kinds.setdefault(label, []).append(diagnosis.line())
+        kinds.setdefault(label, []).append(
+            f"{diagnosis.count} × {diagnosis.cause} Fix: {diagnosis.fix}"
+        )
     for label, lines in kinds.items():
-        props[label] = truncate(" | ".join(lines), 500)
+        props[label] = truncate(" | ".join(dict.fromkeys(lines)), 500)
     errors = [f.message for f in report.findings if f.level == "error"]
     errors += [f"CHT {c.period}: {c.error}" for c in report.cht if c.error]
     errors += [

@@ -106,7 +106,6 @@ def test_bad_input_exits_2_with_one_clear_line(env, capsys, args, says):
 
 
 def test_refused_dhis2_credentials_are_explained(env, capsys, monkeypatch):
-    d2, _ = env
     monkeypatch.setenv("DHIS2_PASSWORD", "wrong-Passw0rd")
     code, report, err = run(capsys, "--period", "2024-01")
     assert code == 1

@@ -21,8 +21,8 @@ from mediator.console_config import ConsoleConfig, load_registration
 from mediator.envelope import BODY_LIMIT
 from mediator.models import Exchange
 from mediator.openhim import OpenhimAgent, OpenhimClient
-from mediator.report import ChtRead, DataSetResult, ImportCount, RunReport
 from mediator.periods import Month, Period
+from mediator.report import ChtRead, DataSetResult, ImportCount, RunReport
 from mediator.run import RunInputError, RunRequest
 
 CORE = "https://openhim.test:8080"

@@ -186,7 +186,8 @@ def test_a_locked_period_says_which_setting_to_change():
             "proxy",
         ),
         (
-            "not pushed: CHT instance south (HTTP 500) could not be read, so the totals would be partial",
+            "not pushed: CHT instance south (HTTP 500) could not be read, so the totals "
+            "would be partial",
             None,
             "cht_read_failed",
             "CHT",
@@ -233,5 +234,6 @@ def test_diagnoses_appear_as_one_property_per_kind_with_a_count():
     run = report(result(conflicts=conflicts))
     run.diagnoses = diagnose(run)
     props = properties(run)
-    assert props["problem: Org unit unknown to DHIS2"].startswith("4 × Org unit unknown to DHIS2")
-    assert props["problem: Period expired"].startswith("2 × Period expired")
+    assert props["problem: Org unit unknown to DHIS2"].startswith("4 × DHIS2 has no org unit")
+    assert props["problem: Period expired"].startswith("2 × Period 202401 of data set")
+    assert "Fix: " in props["problem: Period expired"]

@@ -258,7 +258,7 @@ def test_properties_are_flat_strings_an_operator_can_scan() -> None:
     )
     assert props["conflicts"] == "1"
     assert props["org units"] == "3"
-    assert props["users synced"] == "9 of 12 (75.0%)"
+    assert props["users synced"] == "202402: 9 of 12 (75%)"
     assert props["target docs read"] == "1200"
     assert props["docs skipped"] == "5"
     assert props["skipped owner_not_found"] == "3"
