@@ -37,6 +37,7 @@ __all__ = ["RunBusyError", "RunInputError", "RunRequest", "compute", "execute"]
 
 Recorder = Callable[[Exchange], None]
 ORG_UNITS_PER_PUSH = 250  # a push reads, plans and posts this many org units at a time
+EXCHANGE_BODIES_KEPT = 300  # more than the OpenHIM envelope shows (MAX_ORCHESTRATIONS)
 
 
 class RunInputError(ValueError):
@@ -486,7 +487,14 @@ def execute(
     report = RunReport(run_id=uuid.uuid4().hex[:12], trigger=request.trigger)
     report.dry_run = config.dry_run if request.dry_run is None else request.dry_run
     report.org_unit = request.org_unit
-    record = report.exchanges.append
+
+    def record(exchange: Exchange) -> None:
+        # the OpenHIM envelope keeps the bodies of the first requests only; a national
+        # run makes hundreds, so later bodies are not held in memory either
+        if len(report.exchanges) >= EXCHANGE_BODIES_KEPT:
+            exchange = exchange.model_copy(update={"request_body": "", "response_body": ""})
+        report.exchanges.append(exchange)
+
     if pusher_factory is None:
         from .dhis2 import Dhis2Client
 
