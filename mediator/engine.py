@@ -9,6 +9,7 @@ owners, never with the number of target docs.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -130,7 +131,7 @@ def lineage_ids(doc: Mapping[str, Any]) -> tuple[str, ...] | str:
     ids: list[str] = []
     node: Any = doc
     while isinstance(node, Mapping) and node.get("_id"):
-        ident = str(node["_id"])
+        ident = sys.intern(str(node["_id"]))  # ancestors are shared by thousands of owners
         if ident in ids:
             return SKIP_LINEAGE_LOOP
         if len(ids) > MAX_LINEAGE_DEPTH:
@@ -176,6 +177,7 @@ class Aggregation:
     _unit_names: dict[str, str] = field(default_factory=dict, init=False)
     _unit_order: list[str] = field(default_factory=list, init=False)
     _units_by_owner: dict[str, tuple[str, ...] | str] = field(default_factory=dict, init=False)
+    _unit_sets: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict, init=False)
     _cells: dict[tuple[str, tuple[str, str | None, str | None]], _Cell] = field(
         default_factory=dict, init=False
     )
@@ -254,7 +256,9 @@ class Aggregation:
             for unit in self._units_by_contact.get(ident, ()):
                 if unit not in units:
                     units.append(unit)
-        self._units_by_owner[owner_id] = tuple(units)
+        found = tuple(units)
+        # thousands of owners sit under the same org units: share one tuple per set
+        self._units_by_owner[owner_id] = self._unit_sets.setdefault(found, found)
 
     # -- target docs ----------------------------------------------------------
 

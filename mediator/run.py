@@ -38,6 +38,7 @@ __all__ = ["RunBusyError", "RunInputError", "RunRequest", "compute", "execute"]
 Recorder = Callable[[Exchange], None]
 ORG_UNITS_PER_PUSH = 250  # a push reads, plans and posts this many org units at a time
 EXCHANGE_BODIES_KEPT = 300  # more than the OpenHIM envelope shows (MAX_ORCHESTRATIONS)
+EXCHANGE_BODY_CHARS = 30_000  # twice what the envelope shows of a body
 
 
 class RunInputError(ValueError):
@@ -493,6 +494,15 @@ def execute(
         # run makes hundreds, so later bodies are not held in memory either
         if len(report.exchanges) >= EXCHANGE_BODIES_KEPT:
             exchange = exchange.model_copy(update={"request_body": "", "response_body": ""})
+        elif max(len(exchange.request_body), len(exchange.response_body)) > EXCHANGE_BODY_CHARS:
+            # the envelope shows 15,000 characters of a body, after masking secrets; twice
+            # that keeps any secret cut here out of what it shows
+            exchange = exchange.model_copy(
+                update={
+                    "request_body": exchange.request_body[:EXCHANGE_BODY_CHARS],
+                    "response_body": exchange.response_body[:EXCHANGE_BODY_CHARS],
+                }
+            )
         report.exchanges.append(exchange)
 
     if pusher_factory is None:
