@@ -28,7 +28,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from .cht import ChtError
-from .config import ConfigError, RuntimeConfig
+from .config import ConfigError, RuntimeConfig, parse_flag
 from .console_config import ConsoleConfig, Effective, load_registration, resolve, secrets_of
 from .envelope import (
     CONTENT_TYPE,
@@ -87,12 +87,11 @@ class PushInput:
 def _dry_run(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
+    if isinstance(value, str) and value.strip():
+        try:
+            return parse_flag(value, False)
+        except ConfigError:
+            pass
     raise BadRequest(f"dryRun must be true or false, got {value!r}")
 
 

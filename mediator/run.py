@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -119,21 +120,18 @@ class Job:
     def key(self) -> str:
         return f"{self.data_set}/{self.period.iso}"
 
-    @property
+    @cached_property
     def merged(self) -> Aggregation:
         """The sum of every source's aggregation (computed once, on first use)."""
-        if "_merged" not in self.__dict__:
-            aggs = list(self.aggs.values())
-            total = aggs[0]
-            for other in aggs[1:]:
-                total.merge(other)
-            self.__dict__["_merged"] = total
-        merged: Aggregation = self.__dict__["_merged"]
-        return merged
+        aggs = list(self.aggs.values())
+        total = aggs[0]
+        for other in aggs[1:]:
+            total.merge(other)
+        return total
 
     def release(self) -> None:
         self.aggs = {}
-        self.__dict__.pop("_merged", None)
+        self.__dict__.pop("merged", None)
 
     def value_set(self, complete_date: str, human_readable: bool = False) -> DataValueSet:
         return self.merged.result(complete_date, human_readable=human_readable)
