@@ -192,7 +192,7 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
     )
     request = RunRequest(periods=_periods(task["months"]))
     if task["mode"] == "aggregate":
-        computed = compute(request, RuntimeConfig(cht=cht))
+        computed = compute(request, RuntimeConfig(cht=cht, state_dir=task.get("state_dir")))
         reads = computed.reads
         return {
             "docs": sum(r.target_docs for r in reads),
@@ -212,7 +212,7 @@ def run(task: dict[str, Any]) -> dict[str, Any]:
         password=task["dhis2_password"],
         chunk_size=task["chunk_size"],
     )
-    report = execute(request, RuntimeConfig(cht=cht, dhis2=dhis2))
+    report = execute(request, RuntimeConfig(cht=cht, dhis2=dhis2, state_dir=task.get("state_dir")))
     totals = report.totals()
     return {
         "status": report.status,

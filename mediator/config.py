@@ -70,6 +70,7 @@ class ChtSettings(BaseModel):
     timeout: float = 60.0
     page_size: int = Field(default=1000, ge=1, le=100_000)
     owner_batch: int = Field(default=500, ge=1, le=10_000)
+    cache: bool = True  # keep contacts between runs, checked by the changes feed (cht_cache)
 
     @field_validator("url")
     @classmethod
@@ -97,6 +98,7 @@ class ChtSettings(BaseModel):
                 timeout=float(env.get(f"{prefix}_TIMEOUT", env.get("CHT_TIMEOUT", "60"))),
                 page_size=_int(env, "CHT_PAGE_SIZE", 1000),
                 owner_batch=_int(env, "CHT_OWNER_BATCH", 500),
+                cache=parse_flag(env.get("CHT_CACHE"), True, "CHT_CACHE"),
             )
         except ValueError as exc:
             raise ConfigError(str(exc).replace("CHT_URL", f"{prefix}_URL")) from None
@@ -229,6 +231,7 @@ class RuntimeConfig(BaseModel):
     complete_data_sets: bool = False  # register completeness after accepted values
     concurrent_runs: Literal["wait", "refuse"] = "wait"
     lock_dir: str | None = None
+    state_dir: str | None = None  # MEDIATOR_STATE_DIR: run history and the CHT contact cache
 
     def sources(self) -> list[ChtSource]:
         """Every CHT instance, the primary one (CHT_URL) first."""
@@ -264,6 +267,7 @@ class RuntimeConfig(BaseModel):
             complete_data_sets=parse_flag(env.get("MEDIATOR_COMPLETE_DATA_SETS"), False),
             concurrent_runs=_choice(env, "MEDIATOR_CONCURRENT_RUNS", ("wait", "refuse"), "wait"),
             lock_dir=env.get("MEDIATOR_LOCK_DIR", "").strip() or None,
+            state_dir=env.get("MEDIATOR_STATE_DIR", "").strip() or None,
         )
 
 

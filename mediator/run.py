@@ -9,8 +9,12 @@ and total. Several CHT instances are summed per org unit.
 
 from __future__ import annotations
 
+import gc
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -19,9 +23,10 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .cht import ChtError, ChtReader
+from .cht_cache import CacheStore, Contacts
 from .config import ChtSource, RuntimeConfig
 from .diagnoses import diagnose
-from .engine import Aggregation, EngineError, data_set_ids, lineage_ids
+from .engine import Aggregation, EngineError, data_set_ids
 from .locks import RunBusyError, RunLocks
 from .models import DataValue, DataValueSet, Exchange, is_uid, utcnow
 from .periods import (
@@ -216,18 +221,79 @@ def _as_asked(request: RunRequest, config: RuntimeConfig, now: datetime) -> list
 class _SourceRead:
     """Everything read from one CHT instance for one run."""
 
-    def __init__(self, source: ChtSource, recorder: Recorder | None) -> None:
+    def __init__(self, source: ChtSource, recorder: Recorder | None, store: CacheStore) -> None:
         self.source = source
+        self.recorder = recorder
         self.reader = ChtReader(source.settings, recorder=recorder)
+        self.store = store if source.settings.cache else None
         self.app_settings: dict[str, Any] | None = None
         self.error: str | None = None
         # read once per run, whatever periods follow
+        self.contacts: Contacts | None = None
         self.places: list[dict[str, Any]] | None = None
-        self.users: dict[str, str] = {}
-        self.lineages: dict[str, tuple[str, ...] | str | None] = {}
+        self._users: Future[dict[str, str]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def defines(self, data_set: str) -> bool:
         return self.app_settings is not None and data_set in data_set_ids(self.app_settings)
+
+    def start(self, org_unit: str | None) -> None:
+        """Places first (aggregation needs them); the users (for coverage only) on a
+        thread of their own, so CHT reads them while the target pages are worked on."""
+        previous = self.store.load(self.source.settings) if self.store else None
+        self.contacts = contacts = Contacts(self.reader, previous)
+        self.places = contacts.places(org_unit)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-users")
+
+        def users() -> dict[str, str]:
+            reader = ChtReader(self.source.settings, recorder=self.recorder)
+            try:
+                return contacts.users(reader)
+            finally:
+                reader.close()
+
+        self._users = self._pool.submit(users)
+
+    def users(self) -> dict[str, str]:
+        assert self._users is not None
+        return self._users.result()
+
+    def keep(self) -> None:
+        """What this run learned of CHT's contacts, for the next run (``cht_cache``)."""
+        if self.store and self.contacts:
+            self.store.save(self.source.settings, self.contacts.cache)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self.reader.close()
+
+
+_paused = 0
+_paused_lock = threading.Lock()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while CHT is read and aggregated.
+
+    The docs decoded from CHT hold no reference cycles, so refcounting frees every
+    page; the collector would only scan them, again and again as the aggregation's
+    own objects grow: half the CPU of a national month (benchmarks/). Counted, so
+    that runs on several threads turn it back on when the last one is done.
+    """
+    global _paused
+    with _paused_lock:
+        _paused += 1
+        if _paused == 1:
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0:
+                gc.enable()
 
 
 def _read_source(
@@ -243,12 +309,10 @@ def _read_source(
     mine = [j for j in jobs if j.problem is None and src.defines(j.data_set)]
     if not mine:
         return
-    lineages = src.lineages
-    first = src.places is None
-    if src.places is None:
-        src.places = src.reader.places(org_unit)
-        src.users = src.reader.user_contacts()
-    places, users = src.places, src.users
+    if src.contacts is None:
+        src.start(org_unit)
+    assert src.contacts is not None and src.places is not None
+    contacts, places = src.contacts, src.places
     for job in mine:
         agg = Aggregation(
             src.app_settings,
@@ -258,24 +322,8 @@ def _read_source(
             value_choices=config.value_choices,
         )
         agg.add_places(places)
-        agg.expect_users(users)
         job.aggs[src.source.name] = agg
     aggs = [j.aggs[src.source.name] for j in mine]
-
-    def learn(owner_ids: list[str], read: ChtRead | None) -> None:
-        unknown = [o for o in dict.fromkeys(owner_ids) if o not in lineages]
-        if not unknown:
-            return
-        if read is not None:
-            read.owners_looked_up += len(unknown)
-        for owner_id, doc in src.reader.docs_by_id(unknown).items():
-            lineages[owner_id] = lineage_ids(doc) if doc else None
-
-    if first:
-        learn(list(users.values()), None)  # users who never synced still belong somewhere
-    for agg in aggs:
-        for owner_id in agg.owners_unknown(users.values()):
-            agg.add_owner(owner_id, lineages.get(owner_id))
     months = sorted({m for j in mine for m in j.period.months})
     for month in months:
         read = ChtRead(period=month.dhis2, source=src.source.name, places=len(places))
@@ -289,13 +337,22 @@ def _read_source(
                 for doc in page
                 if isinstance(doc, dict) and isinstance(doc.get("owner"), str)
             ]
-            learn(owners, read)
+            lineages, looked_up = contacts.lineages(owners)
+            read.owners_looked_up += looked_up
             for agg in feeding:
                 for owner_id in agg.owners_unknown(owners):
                     agg.add_owner(owner_id, lineages.get(owner_id))
                 agg.add_target_docs(page)
         if recorder and read.owners_looked_up:
             recorder(_owners_exchange(src.reader, read))
+    # users who never synced still belong somewhere: their contacts' lineages too
+    users = src.users()
+    lineages, _ = contacts.lineages(list(users.values()))
+    for agg in aggs:
+        for owner_id in agg.owners_unknown(users.values()):
+            agg.add_owner(owner_id, lineages.get(owner_id))
+        agg.expect_users(users)
+    src.keep()
 
 
 def _owners_exchange(reader: ChtReader, read: ChtRead) -> Exchange:
@@ -332,7 +389,8 @@ class _Stream:
     ) -> None:
         self.request, self.config, self.recorder = request, config, recorder
         self.now = request.as_of or utcnow()
-        self.sources = [_SourceRead(s, recorder) for s in config.sources()]
+        store = CacheStore(config.state_dir)
+        self.sources = [_SourceRead(s, recorder, store) for s in config.sources()]
         self.reads: list[ChtRead] = []
         try:
             self._plan(request, config, period_type_of)
@@ -378,9 +436,15 @@ class _Stream:
                 if src.app_settings is None or src.error:
                     continue
                 try:
-                    _read_source(
-                        src, group, self.config, self.request.org_unit, self.reads, self.recorder
-                    )
+                    with _collector_paused():
+                        _read_source(
+                            src,
+                            group,
+                            self.config,
+                            self.request.org_unit,
+                            self.reads,
+                            self.recorder,
+                        )
                 except ChtError as exc:
                     src.error = str(exc)
                 except EngineError as exc:
@@ -390,7 +454,7 @@ class _Stream:
 
     def close(self) -> None:
         for src in self.sources:
-            src.reader.close()
+            src.close()
 
 
 def _month_groups(jobs: list[Job]) -> list[list[Job]]:

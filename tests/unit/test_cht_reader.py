@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import responses
 
@@ -68,11 +70,41 @@ def test_a_body_that_is_not_json_is_an_error():
         reader().app_settings()
 
 
-@responses.activate
-def test_owner_lookups_are_batched_and_missing_owners_map_to_none():
-    def rows(request):
-        import json
+def _bulk_get_answer(request):
+    """CouchDB's _bulk_get answer: ``ok`` per found doc, ``error`` for missing or deleted."""
+    out = []
+    for ref in json.loads(request.body)["docs"]:
+        ident = ref["id"]
+        reason = {"gone": "missing", "deleted": "deleted"}.get(ident)
+        entry: dict = {"ok": {"_id": ident, "_rev": "1-a"}}
+        if reason:
+            error = {"id": ident, "rev": "undefined", "error": "not_found", "reason": reason}
+            entry = {"error": error}
+        out.append({"id": ident, "docs": [entry]})
+    return 200, {}, json.dumps({"results": out})
 
+
+@responses.activate
+def test_docs_by_id_uses_bulk_get_in_batches_and_maps_missing_or_deleted_to_none():
+    responses.add_callback(responses.POST, f"{URL}/medic/_bulk_get", callback=_bulk_get_answer)
+    settings = ChtSettings(url=URL, owner_batch=2)
+    found = ChtReader(settings).docs_by_id(["a", "b", "gone", "deleted", "c"])
+    assert found == {
+        "a": {"_id": "a", "_rev": "1-a"},
+        "b": {"_id": "b", "_rev": "1-a"},
+        "gone": None,
+        "deleted": None,
+        "c": {"_id": "c", "_rev": "1-a"},
+    }
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [400, 404, 405, 501])
+def test_without_bulk_get_owners_are_read_with_all_docs_keys(status):
+    """A server (or proxy) without _bulk_get: CHT's own export read, asked once only."""
+
+    def rows(request):
         keys = json.loads(request.body)["keys"]
         out = [
             {"key": k, "error": "not_found"} if k == "gone" else {"key": k, "doc": {"_id": k}}
@@ -80,8 +112,54 @@ def test_owner_lookups_are_batched_and_missing_owners_map_to_none():
         ]
         return 200, {}, json.dumps({"rows": out})
 
+    responses.post(f"{URL}/medic/_bulk_get", status=status, json={"error": "not_found"})
     responses.add_callback(responses.POST, f"{URL}/medic/_all_docs", callback=rows)
     settings = ChtSettings(url=URL, owner_batch=2)
     found = ChtReader(settings).docs_by_id(["a", "b", "gone", "c"])
     assert found == {"a": {"_id": "a"}, "b": {"_id": "b"}, "gone": None, "c": {"_id": "c"}}
-    assert len(responses.calls) == 2
+    paths = [c.request.url.split("?")[0].rsplit("/", 1)[1] for c in responses.calls]
+    assert paths == ["_bulk_get", "_all_docs", "_all_docs"]
+
+
+@responses.activate
+def test_a_bulk_get_error_other_than_not_found_is_a_cht_error():
+    responses.post(
+        f"{URL}/medic/_bulk_get",
+        json={
+            "results": [
+                {"id": "a", "docs": [{"error": {"id": "a", "error": "forbidden", "reason": "no"}}]}
+            ]
+        },
+    )
+    with pytest.raises(ChtError, match="could not read doc 'a': forbidden"):
+        reader().docs_by_id(["a"])
+
+
+@responses.activate
+def test_a_bulk_get_answer_of_the_wrong_shape_is_a_cht_error():
+    responses.post(f"{URL}/medic/_bulk_get", json={"rows": []})
+    with pytest.raises(ChtError, match="unexpected shape"):
+        reader().docs_by_id(["a"])
+
+
+@responses.activate
+def test_changed_since_names_the_changed_ids_and_the_next_sequence():
+    def changes(request):
+        assert request.params == {"filter": "_doc_ids", "since": "12-g1AAAA"}
+        assert json.loads(request.body) == {"doc_ids": ["a", "b"]}
+        return (
+            200,
+            {},
+            json.dumps(
+                {"results": [{"id": "b", "seq": "14-x", "changes": []}], "last_seq": "14-x"}
+            ),
+        )
+
+    responses.add_callback(responses.POST, f"{URL}/medic/_changes", callback=changes)
+    assert reader().changed_since("12-g1AAAA", ["a", "b"]) == ({"b"}, "14-x")
+
+
+@responses.activate
+def test_a_sequence_the_server_refuses_means_no_answer_not_an_error():
+    responses.post(f"{URL}/medic/_changes", status=400, json={"error": "bad_request"})
+    assert reader().changed_since("99-zz", ["a"]) is None

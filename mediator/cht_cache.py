@@ -1,0 +1,228 @@
+"""What a run learns of CHT's contacts, kept for the next run and checked first.
+
+Owner lineages, the places that carry ``dhis`` and the users cost more to read than
+the month's target docs (on pouchdb-server about 1.3 times as much), and they
+rarely change. So a run keeps them with the database's update sequence: in memory
+for the next run of the same process, and in ``MEDIATOR_STATE_DIR`` when it is set.
+
+The next run trusts none of it unchecked. CouchDB's changes feed says which of the
+kept contacts and places changed or were deleted since that sequence
+(``_changes?filter=_doc_ids``), and only those are read again. Users are checked by
+the revs of their ``user-settings`` docs, so new users are seen too. A sequence the
+server refuses (the database was recreated or restored) throws the cache away. The
+file holds ids, names and lineages, never a URL or a credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cht import ChtReader
+from .config import ChtSettings
+from .engine import lineage_ids
+
+FORMAT = 1
+
+Lineage = tuple[str, ...] | str | None  # ids up the tree, a skip reason, or missing
+User = tuple[str, str | None, str | None]  # rev, username, contact id
+
+
+@dataclass
+class ContactCache:
+    seq: Any = None
+    instance: str = ""  # the database's instance_start_time: another database, another cache
+    lineages: dict[str, Lineage] = field(default_factory=dict)
+    places: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)  # by user-settings doc id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "seq": self.seq,
+            "instance": self.instance,
+            "lineages": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in self.lineages.items()
+            },
+            "places": self.places,
+            "users": {k: list(v) for k, v in self.users.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContactCache | None:
+        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("seq") is None:
+            return None
+        try:
+            return cls(
+                seq=data["seq"],
+                instance=str(data.get("instance", "")),
+                lineages={
+                    k: tuple(sys.intern(i) for i in v) if isinstance(v, list) else v
+                    for k, v in data["lineages"].items()
+                },
+                places=dict(data["places"]),
+                users={k: (v[0], v[1], v[2]) for k, v in data["users"].items()},
+            )
+        except (KeyError, TypeError, IndexError, AttributeError):
+            return None  # a damaged file costs one full read, nothing more
+
+
+class CacheStore:
+    """Caches by CHT source: in this process, and in a folder when one is given."""
+
+    _memory: dict[str, ContactCache] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder = Path(folder) if folder else None
+
+    @staticmethod
+    def key(settings: ChtSettings) -> str:
+        raw = f"{settings.url}|{settings.db}|{settings.username or ''}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+    def _file(self, key: str) -> Path | None:
+        return self.folder / f"cht-contacts-{key}.json" if self.folder else None
+
+    def load(self, settings: ChtSettings) -> ContactCache | None:
+        key = self.key(settings)
+        with self._lock:
+            kept = self._memory.get(key)
+        if kept is not None:
+            return kept
+        path = self._file(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            return ContactCache.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def save(self, settings: ChtSettings, cache: ContactCache) -> None:
+        key = self.key(settings)
+        with self._lock:
+            self._memory[key] = cache
+        path = self._file(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # json.dumps runs in C; json.dump to a file would encode piece by piece in Python
+        text = json.dumps(cache.to_json(), separators=(",", ":"))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cht-contacts-")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+            os.replace(tmp, path)  # readers see the old file or the new one, never half
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def forget_all(cls) -> None:
+        """Tests: start from nothing kept in memory."""
+        with cls._lock:
+            cls._memory.clear()
+
+
+class Contacts:
+    """One run's contacts of one CHT instance: kept ones still valid, the rest read.
+
+    It never changes the cache it was given (another run may be using it); what it
+    knows at the end is a new ``ContactCache`` for ``CacheStore.save``.
+    """
+
+    def __init__(self, reader: ChtReader, previous: ContactCache | None) -> None:
+        self.reader = reader
+        self.cache = ContactCache()
+        self.warm = False
+        info = reader.db_info()
+        now, instance = info["update_seq"], str(info.get("instance_start_time", ""))
+        self.cache.instance = instance
+        if (
+            previous is not None
+            and previous.instance == instance
+            and _seq_number(previous.seq) <= _seq_number(now)
+        ):
+            watched = list(previous.lineages) + list(previous.places)
+            answer = reader.changed_since(previous.seq, watched)
+            if answer is not None:
+                changed, self.cache.seq = answer
+                self.cache.lineages = {
+                    k: v for k, v in previous.lineages.items() if k not in changed
+                }
+                self.cache.places = {k: v for k, v in previous.places.items() if k not in changed}
+                self.cache.users = dict(previous.users)  # checked by rev in users()
+                self.warm = True
+        if not self.warm:
+            # taken before anything is read: a doc that changes during this run shows
+            # in the next run's changes feed
+            self.cache.seq = now
+
+    def places(self, org_unit: str | None) -> list[dict[str, Any]]:
+        """The contacts that carry ``dhis`` (view order), as ``ChtReader.places``."""
+        if not self.warm:
+            docs = self.reader.places(org_unit)
+            self.cache.places.update((d["_id"], d) for d in docs)
+            return docs
+        ids = self.reader.place_ids(org_unit)
+        unknown = [i for i in ids if i not in self.cache.places]
+        for ident, doc in self.reader.docs_by_id(unknown).items():
+            if doc is not None:
+                self.cache.places[ident] = doc
+        return [self.cache.places[i] for i in ids if i in self.cache.places]
+
+    def users(self, reader: ChtReader | None = None) -> dict[str, str]:
+        """Username -> contact id, from the ``user-settings`` docs. ``reader``: another
+        one, when this runs on a thread of its own (a session is not shared)."""
+        reader = reader or self.reader
+        fresh: dict[str, User] = {}
+        if not self.cache.users:
+            for rows in reader.user_rows(docs=True):
+                for row in rows:
+                    fresh[row["id"]] = _user(_rev(row), row.get("doc"))
+        else:
+            revs = {row["id"]: _rev(row) for rows in reader.user_rows(docs=False) for row in rows}
+            stale = [i for i, rev in revs.items() if self.cache.users.get(i, ("",))[0] != rev]
+            docs = reader.docs_by_id(stale)
+            for ident, rev in revs.items():
+                fresh[ident] = _user(rev, docs[ident]) if ident in docs else self.cache.users[ident]
+        self.cache.users = fresh
+        return {name: contact for _rev_, name, contact in fresh.values() if name and contact}
+
+    def lineages(self, ids: list[str]) -> tuple[dict[str, Lineage], int]:
+        """Lineages of these contacts, and how many had to be read from CHT."""
+        unknown = [i for i in dict.fromkeys(ids) if i not in self.cache.lineages]
+        if unknown:
+            for ident, doc in self.reader.docs_by_id(unknown).items():
+                self.cache.lineages[ident] = lineage_ids(doc) if doc else None
+        return self.cache.lineages, len(unknown)
+
+
+def _seq_number(seq: Any) -> int:
+    """The number a sequence starts with (PouchDB: the number; CouchDB 2+: ``N-…``). A
+    sequence ahead of the database's own means the database is not the one cached."""
+    text = str(seq).split("-", 1)[0]
+    return int(text) if text.isdigit() else 0
+
+
+def _rev(row: dict[str, Any]) -> str:
+    value = row.get("value")
+    return str(value.get("rev", "")) if isinstance(value, dict) else ""
+
+
+def _user(rev: str, doc: Any) -> User:
+    if (
+        isinstance(doc, dict)
+        and doc.get("type") == "user-settings"
+        and isinstance(doc.get("name"), str)
+        and isinstance(doc.get("contact_id"), str)
+    ):
+        return (rev, doc["name"], doc["contact_id"])
+    return (rev, None, None)
