@@ -62,12 +62,24 @@ def test_requests_grow_with_docs_over_page_size_and_values_over_chunk_size(repor
 
 
 @pytest.mark.slow
+def test_a_warm_run_reads_no_owner_again_and_computes_what_a_cold_run_does(report):
+    """The contacts a run keeps spare the next one every owner look-up, never a value."""
+    runs = report["runs"]
+    for cold, warm in zip(runs["aggregate_cold"], runs["aggregate"], strict=True):
+        assert cold["owners_looked_up"] == cold["docs"] > 0
+        assert warm["owners_looked_up"] == 0
+        assert warm["values"] == cold["values"] > 0
+        assert warm["read_errors"] == cold["read_errors"] == []
+        assert warm["cht_requests"] < cold["cht_requests"]
+
+
+@pytest.mark.slow
 def test_the_report_has_every_figure_the_readme_quotes(report):
     s = report["summary"]
     assert report["machine"]["cores"] >= 1 and report["machine"]["python"]
     assert s["docs_one_month"] > 0
     assert s["bare_read_s"] > 0 and s["aggregate_one_month_s"] > 0
-    assert s["read_bound_ratio"] > 0
+    assert s["read_bound_ratio"] > 0 and s["read_bound_ratio_cold"] > 0
     assert s["pure_docs_per_second"] > 0
     assert report["pure"]["values"] == report["spec"]["cus"] * report["spec"]["rows_per_org_unit"]
     assert 0 < s["json_share_pure"] < 1
