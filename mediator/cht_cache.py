@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cht import ChtReader
+from .cht import ChtAuthError, ChtReader
 from .config import ChtSettings
 from .engine import lineage_ids
 
@@ -142,7 +142,18 @@ class Contacts:
         self.reader = reader
         self.cache = ContactCache()
         self.warm = False
-        info = reader.db_info()
+        self.keepable = True
+        try:
+            self._validate(previous)
+        except ChtAuthError:
+            # a CHT user that may read docs but not the database info or its changes
+            # feed: every contact is read afresh, and nothing is kept
+            self.keepable = False
+            self.cache = ContactCache()
+            self.warm = False
+
+    def _validate(self, previous: ContactCache | None) -> None:
+        info = self.reader.db_info()
         now, instance = info["update_seq"], str(info.get("instance_start_time", ""))
         self.cache.instance = instance
         if (
@@ -151,7 +162,7 @@ class Contacts:
             and _seq_number(previous.seq) <= _seq_number(now)
         ):
             watched = list(previous.lineages) + list(previous.places)
-            answer = reader.changed_since(previous.seq, watched)
+            answer = self.reader.changed_since(previous.seq, watched)
             if answer is not None:
                 changed, self.cache.seq = answer
                 self.cache.lineages = {

@@ -260,7 +260,7 @@ class _SourceRead:
 
     def keep(self) -> None:
         """What this run learned of CHT's contacts, for the next run (``cht_cache``)."""
-        if self.store and self.contacts:
+        if self.store and self.contacts and self.contacts.keepable:
             self.store.save(self.source.settings, self.contacts.cache)
 
     def close(self) -> None:
