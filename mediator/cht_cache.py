@@ -43,6 +43,11 @@ class ContactCache:
     places: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)  # by user-settings doc id
 
+    def snapshot(self) -> ContactCache:
+        return ContactCache(
+            self.seq, self.instance, dict(self.lineages), dict(self.places), dict(self.users)
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -106,7 +111,10 @@ class CacheStore:
             return None
 
     def save(self, settings: ChtSettings, cache: ContactCache) -> None:
+        """Keep a snapshot: the run goes on filling its own cache (later months), while
+        another run may already be reading this one."""
         key = self.key(settings)
+        cache = cache.snapshot()
         with self._lock:
             self._memory[key] = cache
         path = self._file(key)
