@@ -406,6 +406,22 @@ class ChtReader:
             )
         return body
 
+    def missing_revs(self, revs: dict[str, str]) -> set[str] | None:
+        """Which of these (id, rev) pairs the database does not hold: ``POST _revs_diff``,
+        the replicator's own question. None when the server does not answer it."""
+        body = self._request(
+            "POST",
+            f"{self.db_url}/_revs_diff",
+            body={ident: [rev] for ident, rev in revs.items()},
+            what="the revisions kept since the last run",
+            absent=(400, 404, 405, 501),
+        )
+        if not isinstance(body, dict):
+            return None
+        return {
+            ident for ident, diff in body.items() if isinstance(diff, dict) and diff.get("missing")
+        }
+
     def changed_since(self, since: Any, ids: list[str]) -> tuple[set[str], Any] | None:
         """Which of ``ids`` changed or were deleted after ``since``, and the sequence to
         ask from next time: ``POST _changes?filter=_doc_ids``. None when the server does

@@ -80,3 +80,29 @@ def test_the_file_round_trips_and_a_damaged_or_foreign_one_is_ignored(tmp_path):
     file.write_text(json.dumps({"format": 99, "seq": 1}))
     assert store.load(settings) is None
     assert CacheStore(str(tmp_path)).load(ChtSettings(url="https://other.example.org")) is None
+
+
+@responses.activate
+def test_a_kept_revision_the_database_lacks_means_another_database_and_no_cache():
+    """Recreated under the same name, past the kept sequence: the feed alone would
+    say nothing changed; the revisions say it is not the same database."""
+    responses.get(f"{URL}/medic", json={"update_seq": 9, "instance_start_time": "t0"})
+    responses.post(f"{URL}/medic/_changes", json={"results": [], "last_seq": 9})
+    responses.post(f"{URL}/medic/_revs_diff", json={"chw": {"missing": ["1-a"]}})
+    previous = kept()
+    previous.revs = {"chw": "1-a", "hc1": "1-b"}
+    contacts = Contacts(ChtReader(ChtSettings(url=URL)), previous)
+    assert not contacts.warm and contacts.cache.lineages == {} and contacts.cache.seq == 9
+    asked = json.loads(responses.calls[-1].request.body)
+    assert asked == {"chw": ["1-a"], "hc1": ["1-b"]}
+
+
+@responses.activate
+def test_kept_revisions_all_present_keep_the_cache():
+    responses.get(f"{URL}/medic", json={"update_seq": 9, "instance_start_time": "t0"})
+    responses.post(f"{URL}/medic/_changes", json={"results": [], "last_seq": 9})
+    responses.post(f"{URL}/medic/_revs_diff", json={})
+    previous = kept()
+    previous.revs = {"chw": "1-a", "hc1": "1-b"}
+    contacts = Contacts(ChtReader(ChtSettings(url=URL)), previous)
+    assert contacts.warm and contacts.cache.lineages == {"chw": ("chw", "hc1")}
