@@ -108,7 +108,8 @@ def _counted(field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _instrument_json() -> None:
-    """Time every JSON body decode (``Response.json``) in any thread, in CPU seconds."""
+    """Time every JSON body decode in any thread, in CPU seconds: ``Response.json`` (the
+    bare read, the DHIS2 client) and the CHT reader's ``decode_json`` (orjson)."""
     original = requests.models.Response.json
 
     def timed_json(self: requests.models.Response, **kwargs: Any) -> Any:
@@ -122,6 +123,22 @@ def _instrument_json() -> None:
                 CLOCK.json_bytes += len(self.content or b"")
 
     requests.models.Response.json = timed_json  # type: ignore[method-assign]
+
+    import mediator.cht
+
+    decode = mediator.cht.decode_json
+
+    def timed_decode(content: bytes) -> Any:
+        start = time.thread_time()
+        try:
+            return decode(content)
+        finally:
+            spent = time.thread_time() - start
+            with _LOCK:
+                CLOCK.json_seconds += spent
+                CLOCK.json_bytes += len(content or b"")
+
+    mediator.cht.decode_json = timed_decode  # type: ignore[assignment]
 
 
 def instrument() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from orjson import loads as decode_json
 
 from .config import ChtSettings
 from .models import Exchange, utcnow
@@ -132,7 +133,7 @@ class ChtReader:
                     f"reading {what}: {response.text[:200]}"
                 )
             try:
-                body = response.json()
+                body = decode_json(response.content)  # orjson: 3x json's speed (benchmarks/)
             except ValueError:
                 raise ChtError(
                     f"CHT at {self.settings.url} sent a body that is not JSON while reading {what}"

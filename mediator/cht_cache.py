@@ -31,6 +31,7 @@ from .config import ChtSettings
 from .engine import lineage_ids
 
 FORMAT = 2
+PLACE_FIELDS = ("_id", "name", "dhis")
 REV_SAMPLE = 1000  # kept revisions checked per run: about 30 ms on pouchdb-server
 
 Lineage = tuple[str, ...] | str | None  # ids up the tree, a skip reason, or missing
@@ -225,7 +226,9 @@ class Contacts:
         return [self.cache.places[i] for i in ids if i in self.cache.places]
 
     def _keep_place(self, ident: str, doc: dict[str, Any]) -> None:
-        self.cache.places[ident] = doc
+        # what aggregation reads of a place (engine.Aggregation.add_places), not the
+        # whole doc: real place docs carry contacts, locations and more
+        self.cache.places[ident] = {k: doc[k] for k in PLACE_FIELDS if k in doc}
         if isinstance(doc.get("_rev"), str):
             self.cache.revs[ident] = doc["_rev"]
 

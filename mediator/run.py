@@ -238,11 +238,11 @@ class _SourceRead:
         return self.app_settings is not None and data_set in data_set_ids(self.app_settings)
 
     def start(self, org_unit: str | None) -> None:
-        """Places first (aggregation needs them); the users (for coverage only) on a
-        thread of their own, so CHT reads them while the target pages are worked on."""
+        """The users (for coverage only) on a thread of their own, so CHT reads them
+        while the places and the target pages are worked on; the places here, as
+        aggregation needs them first."""
         previous = self.store.load(self.source.settings) if self.store else None
         self.contacts = contacts = Contacts(self.reader, previous)
-        self.places = contacts.places(org_unit)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-users")
 
         def users() -> dict[str, str]:
@@ -253,6 +253,7 @@ class _SourceRead:
                 reader.close()
 
         self._users = self._pool.submit(users)
+        self.places = contacts.places(org_unit)
 
     def users(self) -> dict[str, str]:
         assert self._users is not None
@@ -275,12 +276,13 @@ _paused_lock = threading.Lock()
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while CHT is read and aggregated.
+    """Python's cyclic garbage collector off for a run.
 
-    The docs decoded from CHT hold no reference cycles, so refcounting frees every
-    page; the collector would only scan them, again and again as the aggregation's
-    own objects grow: half the CPU of a national month (benchmarks/). Counted, so
-    that runs on several threads turn it back on when the last one is done.
+    The docs decoded from CHT and the values sent to DHIS2 hold no reference cycles,
+    so refcounting frees them; the collector would only scan them, again and again
+    as the aggregation's own objects grow: half the CPU of a national month
+    (benchmarks/). A run is bounded, and what cycles it leaves are collected after
+    it. Counted, so that runs on several threads turn it back on when the last ends.
     """
     global _paused
     with _paused_lock:
@@ -436,15 +438,9 @@ class _Stream:
                 if src.app_settings is None or src.error:
                     continue
                 try:
-                    with _collector_paused():
-                        _read_source(
-                            src,
-                            group,
-                            self.config,
-                            self.request.org_unit,
-                            self.reads,
-                            self.recorder,
-                        )
+                    _read_source(
+                        src, group, self.config, self.request.org_unit, self.reads, self.recorder
+                    )
                 except ChtError as exc:
                     src.error = str(exc)
                 except EngineError as exc:
@@ -480,6 +476,16 @@ def compute(
 ) -> Computed:
     """Read CHT and aggregate every job; no DHIS2 (preview, /coverage). Raises
     RunInputError / ChtError; a failed source's jobs carry ``read_error``."""
+    with _collector_paused():
+        return _compute(request, config, recorder, period_type_of)
+
+
+def _compute(
+    request: RunRequest,
+    config: RuntimeConfig,
+    recorder: Recorder | None,
+    period_type_of: Callable[[str], str | None] | None,
+) -> Computed:
     stream = _Stream(request, config, recorder, period_type_of)
     try:
         for _group in stream.groups():
@@ -540,6 +546,15 @@ def execute(
 ) -> RunReport:
     """Run it all and report. Raises RunInputError for requests that cannot run, and
     RunBusyError when another run holds one of its (data set, period) pairs."""
+    with _collector_paused():
+        return _execute(request, config, pusher_factory)
+
+
+def _execute(
+    request: RunRequest,
+    config: RuntimeConfig,
+    pusher_factory: Callable[[RuntimeConfig, Recorder], Pusher] | None,
+) -> RunReport:
     bad = [ds for ds in request.data_sets if not is_uid(ds)]
     if request.org_unit is not None and not is_uid(request.org_unit):
         bad.append(request.org_unit)
