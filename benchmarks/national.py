@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--page-size", type=int, default=1000, help="CHT_PAGE_SIZE")
     p.add_argument("--owner-batch", type=int, default=500, help="CHT_OWNER_BATCH")
     p.add_argument("--chunk-size", type=int, default=500, help="DHIS2_CHUNK_SIZE")
-    p.add_argument("--repeats", type=int, default=3, help="bare read vs aggregate alternations")
+    p.add_argument("--repeats", type=int, default=5, help="bare read vs aggregate alternations")
     p.add_argument("--no-double", action="store_true", help="skip the 2x target docs month")
     p.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/<time>.json)")
     args = p.parse_args(argv)
