@@ -276,13 +276,13 @@ _paused_lock = threading.Lock()
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for a run.
+    """Python's cyclic garbage collector off while a group is read and aggregated.
 
-    The docs decoded from CHT and the values sent to DHIS2 hold no reference cycles,
-    so refcounting frees them; the collector would only scan them, again and again
-    as the aggregation's own objects grow: half the CPU of a national month
-    (benchmarks/). A run is bounded, and what cycles it leaves are collected after
-    it. Counted, so that runs on several threads turn it back on when the last ends.
+    The docs decoded from CHT hold no reference cycles, so refcounting frees every
+    page; the collector would only scan them, again and again as the aggregation's
+    own objects grow: half the CPU of reading a national month (benchmarks/). It is
+    back on for the push, where HTTP exchanges leave cycles behind. Counted, so that
+    runs on several threads turn it back on when the last one is done.
     """
     global _paused
     with _paused_lock:
@@ -434,19 +434,23 @@ class _Stream:
             _finish(refused, self.sources, self.now)
             yield refused
         for group in _month_groups([j for j in self.jobs if j.problem is None]):
-            for src in self.sources:
-                if src.app_settings is None or src.error:
-                    continue
-                try:
-                    _read_source(
-                        src, group, self.config, self.request.org_unit, self.reads, self.recorder
-                    )
-                except ChtError as exc:
-                    src.error = str(exc)
-                except EngineError as exc:
-                    raise RunInputError(str(exc)) from None
-            _finish(group, self.sources, self.now)
+            with _collector_paused():
+                self._read(group)
             yield group
+
+    def _read(self, group: list[Job]) -> None:
+        for src in self.sources:
+            if src.app_settings is None or src.error:
+                continue
+            try:
+                _read_source(
+                    src, group, self.config, self.request.org_unit, self.reads, self.recorder
+                )
+            except ChtError as exc:
+                src.error = str(exc)
+            except EngineError as exc:
+                raise RunInputError(str(exc)) from None
+        _finish(group, self.sources, self.now)
 
     def close(self) -> None:
         for src in self.sources:
@@ -476,16 +480,6 @@ def compute(
 ) -> Computed:
     """Read CHT and aggregate every job; no DHIS2 (preview, /coverage). Raises
     RunInputError / ChtError; a failed source's jobs carry ``read_error``."""
-    with _collector_paused():
-        return _compute(request, config, recorder, period_type_of)
-
-
-def _compute(
-    request: RunRequest,
-    config: RuntimeConfig,
-    recorder: Recorder | None,
-    period_type_of: Callable[[str], str | None] | None,
-) -> Computed:
     stream = _Stream(request, config, recorder, period_type_of)
     try:
         for _group in stream.groups():
@@ -546,15 +540,6 @@ def execute(
 ) -> RunReport:
     """Run it all and report. Raises RunInputError for requests that cannot run, and
     RunBusyError when another run holds one of its (data set, period) pairs."""
-    with _collector_paused():
-        return _execute(request, config, pusher_factory)
-
-
-def _execute(
-    request: RunRequest,
-    config: RuntimeConfig,
-    pusher_factory: Callable[[RuntimeConfig, Recorder], Pusher] | None,
-) -> RunReport:
     bad = [ds for ds in request.data_sets if not is_uid(ds)]
     if request.org_unit is not None and not is_uid(request.org_unit):
         bad.append(request.org_unit)
