@@ -32,12 +32,13 @@ from .cht import ChtAuthError, ChtReader
 from .config import ChtSettings
 from .engine import lineage_ids
 
-FORMAT = 2
+FORMAT = 3
 PLACE_FIELDS = ("_id", "name", "dhis")
 REV_SAMPLE = 1000  # kept revisions checked per run: about 30 ms on pouchdb-server
+REVS_KEPT = 2 * REV_SAMPLE  # a rev per contact would cost 5 MB a national deployment
 
 Lineage = tuple[str, ...] | str | None  # ids up the tree, a skip reason, or missing
-User = tuple[str, str | None, str | None]  # rev, username, contact id
+User = tuple[str | None, str | None]  # username, contact id (None: not a CHT user)
 
 
 @dataclass
@@ -47,7 +48,8 @@ class ContactCache:
     lineages: dict[str, Lineage] = field(default_factory=dict)
     places: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)  # by user-settings doc id
-    revs: dict[str, str] = field(default_factory=dict)  # of the contacts and places kept
+    # revisions of up to REVS_KEPT kept contacts and places: witnesses of the database
+    revs: dict[str, str] = field(default_factory=dict)
 
     def snapshot(self) -> ContactCache:
         return ContactCache(
@@ -85,7 +87,7 @@ class ContactCache:
                     for k, v in data["lineages"].items()
                 },
                 places=dict(data["places"]),
-                users={k: (v[0], v[1], v[2]) for k, v in data["users"].items()},
+                users={k: (v[0], _intern(v[1])) for k, v in data["users"].items()},
                 revs=dict(data["revs"]),
             )
         except (KeyError, TypeError, IndexError, AttributeError):
@@ -182,7 +184,7 @@ class Contacts:
             and previous.instance == instance
             and _seq_number(previous.seq) <= _seq_number(now)
         ):
-            watched = list(previous.lineages) + list(previous.places)
+            watched = [*previous.lineages, *previous.places, *previous.users]
             answer = self.reader.changed_since(previous.seq, watched)
             if answer is not None and self._same_database(previous, answer[0]):
                 changed, self.cache.seq = answer
@@ -191,7 +193,7 @@ class Contacts:
                 }
                 self.cache.places = {k: v for k, v in previous.places.items() if k not in changed}
                 self.cache.revs = {k: v for k, v in previous.revs.items() if k not in changed}
-                self.cache.users = dict(previous.users)  # checked by rev in users()
+                self.cache.users = {k: v for k, v in previous.users.items() if k not in changed}
                 self.warm = True
         if not self.warm:
             # taken before anything is read: a doc that changes during this run shows
@@ -233,26 +235,33 @@ class Contacts:
         # what aggregation reads of a place (engine.Aggregation.add_places), not the
         # whole doc: real place docs carry contacts, locations and more
         self.cache.places[ident] = {k: doc[k] for k in PLACE_FIELDS if k in doc}
-        if isinstance(doc.get("_rev"), str):
+        self._witness(ident, doc)
+
+    def _witness(self, ident: str, doc: dict[str, Any]) -> None:
+        """Keep the revision of the first ``REVS_KEPT`` docs read (and of later ones as
+        those change): what ``_same_database`` checks the next run against."""
+        if isinstance(doc.get("_rev"), str) and len(self.cache.revs) < REVS_KEPT:
             self.cache.revs[ident] = doc["_rev"]
 
     def users(self, reader: ChtReader | None = None) -> dict[str, str]:
         """Username -> contact id, from the ``user-settings`` docs. ``reader``: another
-        one, when this runs on a thread of its own (a session is not shared)."""
+        one, when this runs on a thread of its own (a session is not shared).
+
+        Warm, the ids alone are listed: changed users were dropped by the changes
+        feed, so only new (or changed) ones are read, and deleted ones fall away."""
         reader = reader or self.reader
         fresh: dict[str, User] = {}
         if not self.cache.users:
             for rows in reader.user_rows(docs=True):
                 for row in rows:
-                    fresh[row["id"]] = _user(_rev(row), row.get("doc"))
+                    fresh[row["id"]] = _user(row.get("doc"))
         else:
-            revs = {row["id"]: _rev(row) for rows in reader.user_rows(docs=False) for row in rows}
-            stale = [i for i, rev in revs.items() if self.cache.users.get(i, ("",))[0] != rev]
-            docs = reader.docs_by_id(stale)
-            for ident, rev in revs.items():
-                fresh[ident] = _user(rev, docs[ident]) if ident in docs else self.cache.users[ident]
+            ids = [row["id"] for rows in reader.user_rows(docs=False) for row in rows]
+            docs = reader.docs_by_id([i for i in ids if i not in self.cache.users])
+            for ident in ids:
+                fresh[ident] = _user(docs[ident]) if ident in docs else self.cache.users[ident]
         self.cache.users = fresh
-        return {name: contact for _rev_, name, contact in fresh.values() if name and contact}
+        return {name: contact for name, contact in fresh.values() if name and contact}
 
     def lineages(self, ids: list[str]) -> tuple[dict[str, Lineage], int]:
         """Lineages of these contacts, and how many had to be read from CHT."""
@@ -260,8 +269,8 @@ class Contacts:
         if unknown:
             for ident, doc in self.reader.docs_by_id(unknown).items():
                 self.cache.lineages[ident] = lineage_ids(doc) if doc else None
-                if doc and isinstance(doc.get("_rev"), str):
-                    self.cache.revs[ident] = doc["_rev"]
+                if doc:
+                    self._witness(ident, doc)
         return self.cache.lineages, len(unknown)
 
 
@@ -272,17 +281,17 @@ def _seq_number(seq: Any) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def _rev(row: dict[str, Any]) -> str:
-    value = row.get("value")
-    return str(value.get("rev", "")) if isinstance(value, dict) else ""
+def _intern(text: str | None) -> str | None:
+    return sys.intern(text) if text is not None else None
 
 
-def _user(rev: str, doc: Any) -> User:
+def _user(doc: Any) -> User:
     if (
         isinstance(doc, dict)
         and doc.get("type") == "user-settings"
         and isinstance(doc.get("name"), str)
         and isinstance(doc.get("contact_id"), str)
     ):
-        return (rev, doc["name"], doc["contact_id"])
-    return (rev, None, None)
+        # the contact id is also a lineage key: one string for both
+        return (doc["name"], sys.intern(doc["contact_id"]))
+    return (None, None)

@@ -193,7 +193,9 @@ class Aggregation:
     # sync coverage: users expected (username -> contact id), the months each has a
     # doc for, and the newest updated_date (ms) of their docs
     _expected: dict[str, str] = field(default_factory=dict, init=False)
-    _user_months: dict[str, set[str]] = field(default_factory=dict, init=False)
+    # one month tag (a shared string) per user until a second month shows: a set per
+    # user costs 200 bytes, and national runs have tens of thousands of users
+    _user_months: dict[str, str | set[str]] = field(default_factory=dict, init=False)
     _user_newest: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -372,7 +374,14 @@ class Aggregation:
         if len(parts) < 3:
             return
         username = user.removeprefix("org.couchdb.user:")
-        self._user_months.setdefault(username, set()).add(parts[1])
+        tag = sys.intern(parts[1])
+        seen = self._user_months.get(username)
+        if seen is None:
+            self._user_months[username] = tag
+        elif isinstance(seen, set):
+            seen.add(tag)
+        elif seen != tag:
+            self._user_months[username] = {seen, tag}
         updated = doc.get("updated_date")
         if isinstance(updated, int | float) and not isinstance(updated, bool):
             self._user_newest[username] = max(self._user_newest.get(username, 0), int(updated))
@@ -399,7 +408,7 @@ class Aggregation:
             units = self._units_by_owner.get(contact)
             if not isinstance(units, tuple):
                 continue
-            synced = wanted <= self._user_months.get(username, set())
+            synced = self._synced(username, wanted)
             newest = self._user_newest.get(username)
             for unit in units:
                 row = table[unit]
@@ -417,6 +426,13 @@ class Aggregation:
                 row.newest_doc_age_days = round((now - row.newest_doc).total_seconds() / 86400, 1)
         return list(table.values())
 
+    def _synced(self, username: str, wanted: set[str]) -> bool:
+        """Has the user a doc for every wanted month?"""
+        seen = self._user_months.get(username)
+        if seen is None:
+            return not wanted
+        return wanted <= ({seen} if isinstance(seen, str) else seen)
+
     def users_synced(self, months: Iterable[str]) -> tuple[int, int]:
         """(users expected anywhere in this data set, those with a doc for every month)."""
         wanted = set(months)
@@ -427,7 +443,7 @@ class Aggregation:
                 and self._units_by_owner[contact]
             ):
                 expected += 1
-                synced += wanted <= self._user_months.get(username, set())
+                synced += self._synced(username, wanted)
         return expected, synced
 
     # -- several CHT instances ------------------------------------------------------
