@@ -16,12 +16,17 @@ COPY pyproject.toml README.md mediator-config.json ./
 COPY mediator ./mediator
 RUN pip install . && rm -rf /app/mediator /app/build
 
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mediator
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin mediator \
+    && mkdir -p /var/lib/mediator && chown mediator /var/lib/mediator
 USER mediator
 
+# the status page's history and the CHT contacts kept between runs; mount a volume
+# here so a new container keeps them (no secret is written there)
 ENV MEDIATOR_HOST=0.0.0.0 \
     MEDIATOR_PORT=5011 \
-    MEDIATOR_CONFIG_FILE=/app/mediator-config.json
+    MEDIATOR_CONFIG_FILE=/app/mediator-config.json \
+    MEDIATOR_STATE_DIR=/var/lib/mediator
+VOLUME /var/lib/mediator
 
 EXPOSE 5011
 
