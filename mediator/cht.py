@@ -279,7 +279,7 @@ class ChtReader:
 
     def user_rows(self, *, docs: bool) -> Iterator[list[dict[str, Any]]]:
         """``_all_docs`` rows of the ``org.couchdb.user:`` range (user-settings docs): with
-        their docs, or only ids and revs (to see which changed since the last run)."""
+        their docs, or ids only (a later run: to find new and deleted users)."""
         return self._id_range_rows("org.couchdb.user:", "CHT user-settings", docs=docs)
 
     def _id_range_rows(

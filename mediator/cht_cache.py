@@ -7,11 +7,11 @@ rarely change. So a run keeps them with the database's update sequence: in
 process.
 
 The next run trusts none of it unchecked. CouchDB's changes feed says which of the
-kept contacts and places changed or were deleted since that sequence
-(``_changes?filter=_doc_ids``), and only those are read again. Users are checked by
-the revs of their ``user-settings`` docs, so new users are seen too. A sequence the
-server refuses (the database was recreated or restored) throws the cache away. The
-file holds ids, names and lineages, never a URL or a credential.
+kept contacts, places and users changed or were deleted since that sequence
+(``_changes?filter=_doc_ids``), and only those are read again; an ids-only listing
+of the ``user-settings`` docs finds new users. A database recreated or restored
+under the same name throws the cache away (``Contacts._validate``). The file holds
+ids, revisions, names and lineages, never a URL or a credential.
 """
 
 from __future__ import annotations

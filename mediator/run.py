@@ -281,8 +281,9 @@ def _collector_paused() -> Iterator[None]:
     The docs decoded from CHT hold no reference cycles, so refcounting frees every
     page; the collector would only scan them, again and again as the aggregation's
     own objects grow: half the CPU of reading a national month (benchmarks/). It is
-    back on for the push, where HTTP exchanges leave cycles behind. Counted, so that
-    runs on several threads turn it back on when the last one is done.
+    back on for the push, which waits on DHIS2 rather than on CPU, so nothing the
+    push leaves behind waits for the run's end. Counted, so that runs on several
+    threads turn it back on when the last one is done.
     """
     global _paused
     with _paused_lock:
