@@ -242,8 +242,14 @@ class Aggregation:
 
     # -- owners ---------------------------------------------------------------
 
-    def owners_unknown(self, owner_ids: Iterable[str]) -> list[str]:
-        return [o for o in dict.fromkeys(owner_ids) if o not in self._units_by_owner]
+    def add_owners(
+        self, owner_ids: Iterable[str], lineages: Mapping[str, tuple[str, ...] | str | None]
+    ) -> None:
+        """``add_owner`` for each of these owners not placed yet (None if not in
+        ``lineages``)."""
+        for owner_id in owner_ids:
+            if owner_id not in self._units_by_owner:
+                self.add_owner(owner_id, lineages.get(owner_id))
 
     def add_owner(self, owner_id: str, lineage: tuple[str, ...] | str | None) -> None:
         """Record where an owner sits: its lineage ids, a skip reason, or None if missing."""

@@ -343,8 +343,7 @@ def _read_source(
             lineages, looked_up = contacts.lineages(owners)
             read.owners_looked_up += looked_up
             for agg in feeding:
-                for owner_id in agg.owners_unknown(owners):
-                    agg.add_owner(owner_id, lineages.get(owner_id))
+                agg.add_owners(owners, lineages)
                 agg.add_target_docs(page)
         if recorder and read.owners_looked_up:
             recorder(_owners_exchange(src.reader, read))
@@ -352,8 +351,7 @@ def _read_source(
     users = src.users()
     lineages, _ = contacts.lineages(list(users.values()))
     for agg in aggs:
-        for owner_id in agg.owners_unknown(users.values()):
-            agg.add_owner(owner_id, lineages.get(owner_id))
+        agg.add_owners(users.values(), lineages)
         agg.expect_users(users)
     src.keep()
 
