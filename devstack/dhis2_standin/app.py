@@ -409,14 +409,13 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
 
     # -- data value sets -------------------------------------------------------------
 
-    def _content_type_error() -> Response | None:
+    def _import_options() -> ImportOptions | Response:
+        """What both import POSTs check first, in DHIS2's order: the content type
+        (415), then the import parameters (400)."""
         mimetype = (request.mimetype or "").lower()
-        if mimetype in JSON_TYPES:
-            return None
-        shown = request.headers.get("Content-Type") or "application/octet-stream"
-        return error(415, f"Content type '{shown}' not supported")
-
-    def _options() -> ImportOptions | Response:
+        if mimetype not in JSON_TYPES:
+            shown = request.headers.get("Content-Type") or "application/octet-stream"
+            return error(415, f"Content type '{shown}' not supported")
         try:
             return ImportOptions.from_args({k: request.args.getlist(k) for k in request.args})
         except BadParameter as exc:
@@ -425,10 +424,7 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
     @app.post("/api/dataValueSets.json", defaults={"api_version": None})
     @api_route("/dataValueSets", ["POST"])
     def post_data_value_sets(api_version: int | None) -> Response:
-        problem = _content_type_error()
-        if problem is not None:
-            return problem
-        opts = _options()
+        opts = _import_options()
         if isinstance(opts, Response):
             return opts
         if not user().has("F_DATAVALUE_ADD"):
@@ -621,10 +617,7 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
 
     @api_route("/completeDataSetRegistrations", ["POST"])
     def post_registrations(api_version: int | None) -> Response:
-        problem = _content_type_error()
-        if problem is not None:
-            return problem
-        opts = _options()
+        opts = _import_options()
         if isinstance(opts, Response):
             return opts
         return import_response(_register(opts), v.plain_import_response(api_version))
