@@ -19,12 +19,14 @@ import requests
 from orjson import loads as decode_json
 
 from .config import ChtSettings
+from .http import body_detail, without_userinfo
 from .models import Exchange, utcnow
 from .periods import Month
 
 VIEW_PATH = "_design/medic-admin/_view/contacts_by_dhis_orgunit"
 RETRY_ATTEMPTS = 3
 RETRY_BASE_SECONDS = 0.5
+CHANGES_IDS_PER_REQUEST = 1000  # CouchDB's doc-id lookup threshold (changed_since)
 
 
 class ChtError(Exception):
@@ -33,6 +35,30 @@ class ChtError(Exception):
 
 class ChtAuthError(ChtError):
     pass
+
+
+def _rev_key(doc: dict[str, Any]) -> tuple[bool, int, str]:
+    pos, _, digest = str(doc.get("_rev", "")).partition("-")
+    return (not doc.get("_deleted"), int(pos) if pos.isdigit() else 0, digest)
+
+
+def _detail(response: requests.Response) -> str:
+    detail = body_detail(response)
+    return f": {detail}" if detail else ""
+
+
+def winning_revision(leaves: list[dict[str, Any]]) -> dict[str, Any]:
+    """The revision CouchDB serves for a conflicted doc, among its leaf revisions.
+
+    CouchDB (and PouchDB) pick it deterministically: a live leaf beats a deleted one,
+    then the longest history (the number before the dash of ``_rev``), then the
+    highest revision id in ASCII order (apache/couchdb ``src/couch/src/couch_doc.erl``,
+    ``to_doc_info_path``; "Conflict resolution" in CouchDB's guide). ``POST _bulk_get``
+    without a ``rev`` answers every leaf on CouchDB 3, in rev-tree order
+    (``src/chttpd/src/chttpd_db.erl`` 3.5.0 lines 2508-2515), so the first entry may
+    be a losing revision or a deleted branch.
+    """
+    return max(leaves, key=_rev_key)
 
 
 class ChtReader:
@@ -115,22 +141,31 @@ class ChtReader:
                     f"CHT at {self.settings.url} is unreachable while reading {what} "
                     f"({last_error} after {attempt} attempts)"
                 ) from None
-            if response.status_code in (401, 403):
+            if response.status_code == 401:
                 user = self.settings.username or "(no user)"
                 raise ChtAuthError(
                     f"CHT at {self.settings.url} refused the credentials of user {user} "
-                    f"while reading {what} (HTTP {response.status_code})"
+                    f"while reading {what} (HTTP 401): check CHT_USERNAME and CHT_PASSWORD"
                 )
+            if response.status_code == 403:
+                raise ChtAuthError(self._forbidden(what, session or self._session))
             if (response.status_code == 404 and missing_ok) or response.status_code in absent:
                 return None
             if response.status_code >= 500 and attempt < RETRY_ATTEMPTS:
                 last_error = f"HTTP {response.status_code}"
                 self._sleep(RETRY_BASE_SECONDS * 2 ** (attempt - 1))
                 continue
+            if 300 <= response.status_code < 400:
+                location = without_userinfo(response.headers.get("Location", ""))
+                raise ChtError(
+                    f"CHT at {self.settings.url} redirected ({response.status_code}) to "
+                    f"{location or 'another address'} while reading {what}; redirects are not "
+                    "followed: check CHT_URL (http or https, the instance's address)"
+                )
             if response.status_code != 200:
                 raise ChtError(
                     f"CHT at {self.settings.url} answered HTTP {response.status_code} while "
-                    f"reading {what}: {response.text[:200]}"
+                    f"reading {what}{_detail(response)}"
                 )
             try:
                 body = decode_json(response.content)  # orjson: 3x json's speed (benchmarks/)
@@ -141,6 +176,54 @@ class ChtReader:
             self._check_shape(method, url, body, what)
             return body
         raise ChtError(f"CHT at {self.settings.url} failed while reading {what}: {last_error}")
+
+    def _forbidden(self, what: str, session: requests.Session) -> str:
+        """Why CHT refused a read, in words that name the fix.
+
+        CHT's API refuses offline users the view, the database info and ranges of
+        ``_all_docs`` (cht-core 5.2.0 ``api/src/routing.js`` lines 334-386, 826-851). A
+        session is online only with the role ``mm-online`` or ``_admin``, which CHT adds
+        only to roles configured online in ``app_settings.roles``; a user made by hand
+        in CouchDB has no such role (``shared-libs/user-management/src/roles.js``)."""
+        user = self.settings.username or "(no user)"
+        start = f"CHT at {self.settings.url} refused user {user} reading {what} (HTTP 403)"
+        fix = (
+            "create the mediator's CHT user through CHT's admin app (or POST /api/v1/users) "
+            'with a role configured online (without "offline": true) in app_settings.roles'
+        )
+        roles = self._session_roles(session)
+        if roles is None:
+            return f"{start}: {fix}, or use a CouchDB admin"
+        if "_admin" in roles or "mm-online" in roles:
+            return (
+                f"{start}, although it is an online CHT user: check that the medic database "
+                f"{self.settings.db!r} is right (CHT_DB) and that no proxy rule blocks it"
+            )
+        if not roles:
+            return (
+                f"{start}: it has no CHT role (a user made in CouchDB by hand is offline to "
+                f"CHT and, since CHT 4.4, not a member of the medic database); {fix}"
+            )
+        return (
+            f"{start}: it is an offline CHT user (roles: {', '.join(roles)}), and CHT gives "
+            f"offline users only their own part of the data; {fix}"
+        )
+
+    def _session_roles(self, session: requests.Session) -> list[str] | None:
+        """The user's roles from ``GET /_session`` (CouchDB's, proxied by CHT), or None."""
+        try:
+            response = session.get(
+                f"{self.settings.url}/_session",
+                timeout=self.settings.timeout,
+                allow_redirects=False,
+                verify=self.settings.verify,
+            )
+            roles = decode_json(response.content).get("userCtx", {}).get("roles")
+        except (requests.RequestException, ValueError, AttributeError):
+            return None
+        if response.status_code != 200 or not isinstance(roles, list):
+            return None
+        return [str(role) for role in roles]
 
     def _check_shape(self, method: str, url: str, body: Any, what: str) -> None:
         """CouchDB list answers (``_all_docs``, views) must be ``{"rows": [{...}]}``, and a
@@ -366,18 +449,22 @@ class ChtReader:
             return False
         for result in body["results"]:
             entries = result.get("docs")
-            entry = entries[0] if isinstance(entries, list) and entries else {}
-            doc = entry.get("ok") if isinstance(entry, dict) else None
-            if isinstance(doc, dict) and not doc.get("_deleted"):
-                found[result["id"]] = doc
+            entries = (
+                [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+            )
+            leaves = [e["ok"] for e in entries if isinstance(e.get("ok"), dict)]
+            if leaves:
+                # CouchDB 3 answers every leaf of a conflicted doc, not only the winner
+                doc = winning_revision(leaves)
+                found[result["id"]] = None if doc.get("_deleted") else doc
                 continue
-            error = entry.get("error") if isinstance(entry, dict) else None
-            if isinstance(error, dict) and error.get("error") not in (None, "not_found"):
+            error = next((e["error"] for e in entries if isinstance(e.get("error"), dict)), None)
+            if error is not None and error.get("error") not in (None, "not_found"):
                 raise ChtError(
                     f"CHT at {self.settings.url} could not read doc {result['id']!r}: "
                     f"{error.get('error')} ({error.get('reason')})"
                 )
-            found[result["id"]] = None  # missing or deleted
+            found[result["id"]] = None  # missing
         return True
 
     def _all_docs_keys(self, keys: list[str], found: dict[str, dict[str, Any] | None]) -> None:
@@ -397,9 +484,11 @@ class ChtReader:
     # -- what changed since the last run (cht_cache) ---------------------------------
 
     def db_info(self) -> dict[str, Any]:
-        """``GET /{db}``: its ``update_seq`` (opaque in CouchDB 2+, a number in PouchDB)
-        and ``instance_start_time``."""
-        body = self._request("GET", self.db_url, what="the database info")
+        """``GET /{db}/``: its ``update_seq`` (opaque in CouchDB 2+, a number in PouchDB)
+        and ``instance_start_time``. With the slash: CHT's API answers ``GET /medic``
+        with a redirect to ``/medic/`` for every user (cht-core 5.2.0
+        ``api/src/routing.js`` lines 1057-1062), and redirects are never followed."""
+        body = self._request("GET", f"{self.db_url}/", what="the database info")
         if not isinstance(body, dict) or body.get("update_seq") is None:
             raise ChtError(
                 f"CHT at {self.settings.url} gave no update_seq for database "
@@ -426,18 +515,31 @@ class ChtReader:
     def changed_since(self, since: Any, ids: list[str]) -> tuple[set[str], Any] | None:
         """Which of ``ids`` changed or were deleted after ``since``, and the sequence to
         ask from next time: ``POST _changes?filter=_doc_ids``. None when the server does
-        not take ``since`` (the database was recreated or restored)."""
-        body = self._request(
-            "POST",
-            f"{self.db_url}/_changes",
-            params={"filter": "_doc_ids", "since": str(since)},
-            body={"doc_ids": ids},
-            what="the changes since the last run",
-            absent=(400, 404),
-        )
-        if body is None or "last_seq" not in body:
-            return None
-        changed = {r["id"] for r in body["results"]}
+        not take ``since`` (the database was recreated or restored).
+
+        Asked ``CHANGES_IDS_PER_REQUEST`` ids at a time: up to CouchDB's
+        ``changes_doc_ids_optimization_threshold`` (1000; 40000 on CHT 4.16+) CouchDB
+        looks each id up, above it every shard scans its whole feed since ``since`` and
+        sends nothing until the first match (apache/couchdb 3.5.0
+        ``src/couch/src/couch_changes.erl`` lines 37, 515-516), which can outlast the
+        read timeout. The sequence kept is the one the database had before the first
+        batch, so a change made meanwhile shows again next run, never is missed."""
+        changed: set[str] = set()
+        last: Any = None if ids else since
+        for start in range(0, len(ids), CHANGES_IDS_PER_REQUEST):
+            batch = ids[start : start + CHANGES_IDS_PER_REQUEST]
+            body = self._request(
+                "POST",
+                f"{self.db_url}/_changes",
+                params={"filter": "_doc_ids", "since": str(since)},
+                body={"doc_ids": batch},
+                what="the changes since the last run",
+                absent=(400, 404),
+            )
+            if not isinstance(body, dict) or "last_seq" not in body:
+                return None
+            changed.update(r["id"] for r in body["results"])
+            last = last if last is not None else body["last_seq"]
         self._note(
             "CHT contacts changed since the last run",
             "POST",
@@ -445,4 +547,4 @@ class ChtReader:
             "filter=_doc_ids",
             {"watched": len(ids), "changed": len(changed)},
         )
-        return changed, body["last_seq"]
+        return changed, last

@@ -28,17 +28,19 @@ from typing import Any
 
 import orjson
 
-from .cht import ChtAuthError, ChtReader
+from .cht import ChtError, ChtReader
 from .config import ChtSettings
 from .engine import lineage_ids
 
-FORMAT = 3
+FORMAT = 4  # 4: users keep their roles (who writes target docs)
 PLACE_FIELDS = ("_id", "name", "dhis")
 REV_SAMPLE = 1000  # kept revisions checked per run: about 30 ms on pouchdb-server
 REVS_KEPT = 2 * REV_SAMPLE  # a rev per contact would cost 5 MB a national deployment
 
 Lineage = tuple[str, ...] | str | None  # ids up the tree, a skip reason, or missing
-User = tuple[str | None, str | None]  # username, contact id (None: not a CHT user)
+ChtUser = tuple[str, tuple[str, ...] | None]  # contact id, roles
+# username, contact id (None: not a CHT user), roles (None: the doc has none)
+User = tuple[str | None, str | None, tuple[str, ...] | None]
 
 
 @dataclass
@@ -70,7 +72,10 @@ class ContactCache:
                 k: list(v) if isinstance(v, tuple) else v for k, v in self.lineages.items()
             },
             "places": self.places,
-            "users": {k: list(v) for k, v in self.users.items()},
+            "users": {
+                k: [name, contact, list(roles) if roles is not None else None]
+                for k, (name, contact, roles) in self.users.items()
+            },
             "revs": self.revs,
         }
 
@@ -87,7 +92,7 @@ class ContactCache:
                     for k, v in data["lineages"].items()
                 },
                 places=dict(data["places"]),
-                users={k: (v[0], _intern(v[1])) for k, v in data["users"].items()},
+                users={k: (v[0], _intern(v[1]), _roles(v[2])) for k, v in data["users"].items()},
                 revs=dict(data["revs"]),
             )
         except (KeyError, TypeError, IndexError, AttributeError):
@@ -166,14 +171,20 @@ class Contacts:
         self.cache = ContactCache()
         self.warm = False
         self.keepable = True
+        self.warning: str | None = None  # why the kept contacts could not be used
         try:
             self._validate(previous)
-        except ChtAuthError:
-            # a CHT user that may read docs but not the database info or its changes
-            # feed: every contact is read afresh, and nothing is kept
+        except ChtError as exc:
+            # the database info or the changes feed refused, timed out, redirected or
+            # answered nonsense: every contact is read afresh (exact, only slower), and
+            # nothing is kept, since the next run could not check it either
             self.keepable = False
             self.cache = ContactCache()
             self.warm = False
+            self.warning = (
+                "the contacts kept between runs could not be checked against CHT's changes "
+                f"feed, so every contact was read afresh and none was kept ({exc})"
+            )
 
     def _validate(self, previous: ContactCache | None) -> None:
         info = self.reader.db_info()
@@ -243,9 +254,9 @@ class Contacts:
         if isinstance(doc.get("_rev"), str) and len(self.cache.revs) < REVS_KEPT:
             self.cache.revs[ident] = doc["_rev"]
 
-    def users(self, reader: ChtReader | None = None) -> dict[str, str]:
-        """Username -> contact id, from the ``user-settings`` docs. ``reader``: another
-        one, when this runs on a thread of its own (a session is not shared).
+    def users(self, reader: ChtReader | None = None) -> dict[str, ChtUser]:
+        """Username -> (contact id, roles), from the ``user-settings`` docs. ``reader``:
+        another one, when this runs on a thread of its own (a session is not shared).
 
         Warm, the ids alone are listed: changed users were dropped by the changes
         feed, so only new (or changed) ones are read, and deleted ones fall away."""
@@ -261,7 +272,9 @@ class Contacts:
             for ident in ids:
                 fresh[ident] = _user(docs[ident]) if ident in docs else self.cache.users[ident]
         self.cache.users = fresh
-        return {name: contact for name, contact in fresh.values() if name and contact}
+        return {
+            name: (contact, roles) for name, contact, roles in fresh.values() if name and contact
+        }
 
     def lineages(self, ids: list[str]) -> tuple[dict[str, Lineage], int]:
         """Lineages of these contacts, and how many had to be read from CHT."""
@@ -292,6 +305,19 @@ def _user(doc: Any) -> User:
         and isinstance(doc.get("name"), str)
         and isinstance(doc.get("contact_id"), str)
     ):
-        # the contact id is also a lineage key: one string for both
-        return (doc["name"], sys.intern(doc["contact_id"]))
-    return (None, None)
+        # the contact id is also a lineage key: one string for both. CHT writes the
+        # user's roles into user-settings too, with "mm-online" for online users
+        # (cht-core shared-libs/user-management/src/users.js, getSettingsUpdates)
+        return (doc["name"], sys.intern(doc["contact_id"]), _roles(doc.get("roles")))
+    return (None, None, None)
+
+
+_ROLE_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _roles(value: Any) -> tuple[str, ...] | None:
+    """Roles as one shared tuple per distinct set (thousands of CHWs share one)."""
+    if not isinstance(value, list):
+        return None
+    roles = tuple(sorted(sys.intern(r) for r in value if isinstance(r, str)))
+    return _ROLE_SETS.setdefault(roles, roles)

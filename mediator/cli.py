@@ -100,6 +100,8 @@ def preview(args: argparse.Namespace) -> int:
         computed = compute(request, config)
     except (ConfigError, RunInputError, ChtError, PeriodError) as exc:
         return _fail(str(exc))
+    for name, warning in computed.source_warnings.items():
+        print(f"warning: CHT instance {name}: {warning}", file=sys.stderr)
     today = date.today().isoformat()
     out = []
     for job in computed.jobs:

@@ -546,6 +546,14 @@ CHT: dict[str, _Explain] = {
         "Fix access to that instance; the data sets it feeds were not pushed with partial "
         "totals and go out in the next run.",
     ),
+    "cht_contacts_read_afresh": _Explain(
+        "Contacts read afresh",
+        "CHT instance {ids}: {detail}.",
+        "Nothing to fix for the numbers: they are exact, the run was only slower. To keep "
+        "contacts between runs again, let the CHT user read the database info "
+        "($CHT_URL/$CHT_DB/) and POST _changes (an online CHT user does); a timeout here "
+        "means CHT was slow to answer, and the next run tries again.",
+    ),
     "cht_no_target_docs": _Explain(
         "No target docs in CHT for the period",
         "CHT holds no target docs for {detail}: either no CHW has synced since the period "

@@ -66,6 +66,36 @@ def data_set_label(settings: Mapping[str, Any], data_set: str) -> str:
     return data_set
 
 
+# A session is online with either role (cht-core 5.2.0
+# shared-libs/user-management/src/roles.js lines 16-32); CHT's user management adds
+# mm-online to a user whose roles are configured online in app_settings.roles.
+ONLINE_ROLES = frozenset({"_admin", "mm-online"})
+# The webapp runs the rules engine, which writes target docs, only for offline users
+# holding one of these (cht-core webapp rules-engine.service.ts lines 115-121).
+TARGET_PERMISSIONS = ("can_view_tasks", "can_view_analytics")
+
+
+def writes_targets(roles: Iterable[str] | None, settings: Mapping[str, Any]) -> bool:
+    """Does a CHT user with these roles (from its user-settings doc) write target docs?
+
+    Online users never do, nor do offline users whose roles hold neither permission in
+    ``app_settings.permissions``. A user-settings doc without roles (made by hand, not
+    through CHT's users API) and settings without permissions cannot be judged: such a
+    user counts, as it always did."""
+    if roles is None:
+        return True
+    held = set(roles)
+    if held & ONLINE_ROLES:
+        return False
+    permissions = settings.get("permissions")
+    if not isinstance(permissions, Mapping):
+        return True
+    return any(
+        isinstance(permissions.get(name), list) and bool(held & set(permissions[name]))
+        for name in TARGET_PERMISSIONS
+    )
+
+
 def _as_list(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value

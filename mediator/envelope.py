@@ -144,6 +144,12 @@ def properties(report: RunReport) -> dict[str, str]:
             ),
             500,
         )
+    others = max((r.users_not_expected for r in report.results), default=0)
+    if others:
+        props["users not expected"] = (
+            f"{others} CHT users write no target docs (online users, and users whose roles "
+            "may not view tasks or analytics): coverage does not count them"
+        )
     held = sorted({ou for r in report.results for ou in r.held_org_units})
     if held:
         props["org units held"] = truncate(f"{len(held)}: {', '.join(held)}", 500)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 _MONTH = re.compile(r"^(\d{4})-?(\d{2})$", re.ASCII)
@@ -214,33 +214,54 @@ def periods_touching(first: Month, last: Month, period_type: str) -> list[Period
 
 
 def month_start_day(settings: dict[str, object]) -> int:
-    """CHT's ``uhc.month_start_date`` (or ``uhc.visit_count.month_start_date``), 1..31."""
+    """CHT's ``uhc.month_start_date`` (or ``uhc.visit_count.month_start_date``), 1..31.
+
+    Read as CHT reads it: JavaScript's ``parseInt`` (``"26"`` is 26), anything else or
+    out of range is 1 (cht-core ``shared-libs/calendar-interval/src/index.js``,
+    ``normalizeStartDate``)."""
     uhc = settings.get("uhc")
-    value = None
+    value: object = None
     if isinstance(uhc, dict):
         value = uhc.get("month_start_date")
         visit = uhc.get("visit_count")
         if not value and isinstance(visit, dict):
             value = visit.get("month_start_date")
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 31:
-        return 1  # CHT's normalizeStartDate does the same
-    return value
+    day = _js_parse_int(value)
+    return day if day is not None and 1 <= day <= 31 else 1
+
+
+_LEADING_INT = re.compile(r"\s*([+-]?\d+)")
+
+
+def _js_parse_int(value: object) -> int | None:
+    """JavaScript's ``parseInt(value)``: the leading integer of its text, else None (NaN)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    text = repr(value) if isinstance(value, float) else str(value)
+    match = _LEADING_INT.match(text)
+    return int(match.group(1)) if match else None
+
+
+def _day_or_later(month: Month, day: int) -> date:
+    """moment's ``date(day)`` on the month: past its last day it runs into the next."""
+    return date(month.year, month.month, 1) + timedelta(days=day - 1)
 
 
 def cht_interval(period: Period, start_day: int) -> tuple[date, date]:
     """The days CHT counted into ``period``'s target docs.
 
-    A doc tagged YYYY-MM holds the CHT interval that ends in that month: with a
-    month start day of 26, ``target~2000-02~`` covers 26 Jan to 25 Feb.
-    """
+    A doc tagged YYYY-MM holds the CHT interval that ends in that month (cht-core
+    ``shared-libs/rules-engine/src/provider-wireup.js``): with a month start day of 26,
+    ``target~2000-02~`` covers 26 Jan to 25 Feb. The bounds follow CHT's
+    ``calendar-interval`` for the interval holding the month's first day: from the
+    start day of the month before (or the month's first day, if that is earlier) to
+    the day before the start day (or the month's last day), e.g. 1 to 30 March for a
+    start day of 31."""
     first, last = period.first, period.last
     if start_day == 1:
-        begin = date(first.year, first.month, 1)
-        end = date(last.year, last.month, _days_in(last))
-        return begin, end
-    before = first.shift(-1)
-    begin = date(before.year, before.month, min(start_day, _days_in(before)))
-    end = date(last.year, last.month, min(start_day - 1, _days_in(last)))
+        return date(first.year, first.month, 1), date(last.year, last.month, _days_in(last))
+    begin = min(_day_or_later(first.shift(-1), start_day), date(first.year, first.month, 1))
+    end = min(_day_or_later(last, start_day - 1), date(last.year, last.month, _days_in(last)))
     return begin, end
 
 

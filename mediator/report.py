@@ -114,7 +114,10 @@ class DataSetResult(BaseModel):
     docs_counted: int = 0
     skipped: dict[str, int] = Field(default_factory=dict)  # reason -> target docs or targets
     coverage: list[OrgUnitCoverage] = Field(default_factory=list)
-    users_expected: int = 0  # CHT users under the data set's org units
+    # CHT users under the data set's org units who write target docs (offline users whose
+    # roles may view tasks or analytics): the ones coverage expects to sync
+    users_expected: int = 0
+    users_not_expected: int = 0  # CHT users who write no target docs (online, no permission)
     users_synced: int = 0  # of those, users with a target doc for every month
     held_org_units: list[str] = Field(default_factory=list)
     completeness_registered: list[str] = Field(default_factory=list)  # org units

@@ -23,10 +23,10 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .cht import ChtError, ChtReader
-from .cht_cache import CacheStore, Contacts
+from .cht_cache import CacheStore, ChtUser, Contacts
 from .config import ChtSource, RuntimeConfig
 from .diagnoses import diagnose
-from .engine import Aggregation, EngineError, data_set_ids
+from .engine import Aggregation, EngineError, data_set_ids, writes_targets
 from .locks import RunBusyError, RunLocks
 from .models import DataValue, DataValueSet, Exchange, is_uid, utcnow
 from .periods import (
@@ -119,6 +119,7 @@ class Job:
     aggs: dict[str, Aggregation] = field(default_factory=dict)  # per CHT source
     coverage: list[OrgUnitCoverage] = field(default_factory=list)
     users: tuple[int, int] = (0, 0)  # expected, synced
+    users_not_expected: int = 0  # CHT users who write no target docs (online, no permission)
     interval: str | None = None
 
     @property
@@ -148,6 +149,7 @@ class Computed:
     jobs: list[Job]
     reads: list[ChtRead]
     source_errors: dict[str, str]
+    source_warnings: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_data_sets(defined: list[str], asked: list[str]) -> list[str]:
@@ -231,7 +233,8 @@ class _SourceRead:
         # read once per run, whatever periods follow
         self.contacts: Contacts | None = None
         self.places: list[dict[str, Any]] | None = None
-        self._users: Future[dict[str, str]] | None = None
+        self._users: Future[dict[str, ChtUser]] | None = None
+        self.users_not_expected = 0  # CHT users who write no target docs (online…)
         self._pool: ThreadPoolExecutor | None = None
 
     def defines(self, data_set: str) -> bool:
@@ -245,7 +248,7 @@ class _SourceRead:
         self.contacts = contacts = Contacts(self.reader, previous)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-users")
 
-        def users() -> dict[str, str]:
+        def users() -> dict[str, ChtUser]:
             reader = ChtReader(self.source.settings, recorder=self.recorder)
             try:
                 return contacts.users(reader)
@@ -256,8 +259,18 @@ class _SourceRead:
         self.places = contacts.places(org_unit)
 
     def users(self) -> dict[str, str]:
-        assert self._users is not None
-        return self._users.result()
+        """Username -> contact id of the users who write target docs: only those are
+        expected to sync (``engine.writes_targets``); the others are counted apart."""
+        assert self._users is not None and self.app_settings is not None
+        expected: dict[str, str] = {}
+        others = 0
+        for name, (contact, roles) in self._users.result().items():
+            if writes_targets(roles, self.app_settings):
+                expected[name] = contact
+            else:
+                others += 1
+        self.users_not_expected = others
+        return expected
 
     def keep(self) -> None:
         """What this run learned of CHT's contacts, for the next run (``cht_cache``)."""
@@ -425,6 +438,15 @@ class _Stream:
     def source_errors(self) -> dict[str, str]:
         return {s.source.name: s.error for s in self.sources if s.error}
 
+    @property
+    def source_warnings(self) -> dict[str, str]:
+        """Per CHT instance, why its kept contacts were not used (``cht_cache``)."""
+        return {
+            s.source.name: s.contacts.warning
+            for s in self.sources
+            if s.contacts is not None and s.contacts.warning
+        }
+
     def groups(self) -> Iterator[list[Job]]:
         """The jobs, aggregated, a group of jobs sharing months at a time (month order);
         jobs refused before reading come first, alone."""
@@ -483,7 +505,13 @@ def compute(
     try:
         for _group in stream.groups():
             pass
-        return Computed(stream.data_sets, stream.jobs, stream.reads, stream.source_errors)
+        return Computed(
+            stream.data_sets,
+            stream.jobs,
+            stream.reads,
+            stream.source_errors,
+            stream.source_warnings,
+        )
     finally:
         stream.close()
 
@@ -512,6 +540,9 @@ def _finish(jobs: list[Job], sources: list[_SourceRead], now: datetime) -> None:
         tags = [m.tag for m in job.period.months]
         counts = [agg.users_synced(tags) for agg in job.aggs.values()]
         job.users = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+        job.users_not_expected = sum(
+            s.users_not_expected for s in sources if s.defines(job.data_set)
+        )
         for name, agg in job.aggs.items():
             for cov in agg.coverage(tags, now):
                 if several:
@@ -599,6 +630,12 @@ def execute(
             report.findings.append(
                 Finding(level="error", code="cht_source_failed", message=error, ids=[name])
             )
+        for name, warning in stream.source_warnings.items():
+            report.findings.append(
+                Finding(
+                    level="warning", code="cht_contacts_read_afresh", message=warning, ids=[name]
+                )
+            )
     finally:
         pusher.close()
         if stream is not None:
@@ -619,6 +656,7 @@ def _describe(job: Job, result: DataSetResult) -> DataSetResult:
         result.skipped = dict(sorted(merged.skipped.items()))
         result.coverage = job.coverage
         result.users_expected, result.users_synced = job.users
+        result.users_not_expected = job.users_not_expected
         for mapping in merged.mappings:
             targets = result.mapped_targets.setdefault(mapping.row[0], [])
             if mapping.target_id not in targets:

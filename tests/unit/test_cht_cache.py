@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import requests
 import responses
 
 from mediator.cht import ChtReader
@@ -24,7 +26,7 @@ def kept() -> ContactCache:
 
 @responses.activate
 def test_a_user_forbidden_the_changes_feed_reads_everything_afresh_and_keeps_nothing():
-    responses.get(f"{URL}/medic", json={"update_seq": 9, "instance_start_time": "t0"})
+    responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t0"})
     responses.post(f"{URL}/medic/_changes", status=403, json={"error": "forbidden"})
     responses.get(VIEW, json={"rows": [{"id": "hc1", "key": "OU1", "doc": PLACE}]})
     contacts = Contacts(ChtReader(ChtSettings(url=URL)), kept())
@@ -35,7 +37,7 @@ def test_a_user_forbidden_the_changes_feed_reads_everything_afresh_and_keeps_not
 
 @responses.activate
 def test_another_database_instance_throws_the_cache_away_without_asking_for_changes():
-    responses.get(f"{URL}/medic", json={"update_seq": 9, "instance_start_time": "t1"})
+    responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t1"})
     contacts = Contacts(ChtReader(ChtSettings(url=URL)), kept())
     assert not contacts.warm and contacts.cache.lineages == {} and contacts.cache.seq == 9
     assert [c.request.method for c in responses.calls] == ["GET"]  # no _changes
@@ -43,14 +45,14 @@ def test_another_database_instance_throws_the_cache_away_without_asking_for_chan
 
 @responses.activate
 def test_a_kept_sequence_ahead_of_the_database_throws_the_cache_away():
-    responses.get(f"{URL}/medic", json={"update_seq": 3, "instance_start_time": "t0"})
+    responses.get(f"{URL}/medic/", json={"update_seq": 3, "instance_start_time": "t0"})
     contacts = Contacts(ChtReader(ChtSettings(url=URL)), kept())
     assert not contacts.warm and contacts.cache.lineages == {}
 
 
 @responses.activate
 def test_a_kept_contact_that_changed_is_read_again_and_the_others_are_not():
-    responses.get(f"{URL}/medic", json={"update_seq": 9, "instance_start_time": "t0"})
+    responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t0"})
     responses.post(
         f"{URL}/medic/_changes",
         json={"results": [{"id": "chw", "seq": 7, "changes": []}], "last_seq": 9},
@@ -86,7 +88,7 @@ def test_the_file_round_trips_and_a_damaged_or_foreign_one_is_ignored(tmp_path):
 def test_a_kept_revision_the_database_lacks_means_another_database_and_no_cache():
     """Recreated under the same name, past the kept sequence: the feed alone would
     say nothing changed; the revisions say it is not the same database."""
-    responses.get(f"{URL}/medic", json={"update_seq": 9, "instance_start_time": "t0"})
+    responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t0"})
     responses.post(f"{URL}/medic/_changes", json={"results": [], "last_seq": 9})
     responses.post(f"{URL}/medic/_revs_diff", json={"chw": {"missing": ["1-a"]}})
     previous = kept()
@@ -99,10 +101,42 @@ def test_a_kept_revision_the_database_lacks_means_another_database_and_no_cache(
 
 @responses.activate
 def test_kept_revisions_all_present_keep_the_cache():
-    responses.get(f"{URL}/medic", json={"update_seq": 9, "instance_start_time": "t0"})
+    responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t0"})
     responses.post(f"{URL}/medic/_changes", json={"results": [], "last_seq": 9})
     responses.post(f"{URL}/medic/_revs_diff", json={})
     previous = kept()
     previous.revs = {"chw": "1-a", "hc1": "1-b"}
     contacts = Contacts(ChtReader(ChtSettings(url=URL)), previous)
     assert contacts.warm and contacts.cache.lineages == {"chw": ("chw", "hc1")}
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 500, "json": {"error": "internal"}},
+        {"status": 302, "headers": {"Location": "https://cht.example.org/login"}},
+        {"body": requests.exceptions.ReadTimeout("read timed out")},
+        {"json": {"unexpected": "shape"}},
+    ],
+    ids=["500", "302", "timeout", "shape"],
+)
+def test_the_changes_feed_check_falling_over_means_fresh_reads_never_a_failed_run(fault):
+    responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t0"})
+    responses.post(f"{URL}/medic/_changes", **fault)
+    responses.get(VIEW, json={"rows": [{"id": "hc1", "key": "OU1", "doc": PLACE}]})
+    contacts = Contacts(ChtReader(ChtSettings(url=URL), sleep=lambda _s: None), kept())
+    assert contacts.places(None) == [PLACE]  # read afresh, with include_docs
+    assert not contacts.warm and not contacts.keepable and contacts.cache.lineages == {}
+    assert contacts.warning and "read afresh" in contacts.warning
+
+
+@responses.activate
+def test_the_database_info_is_read_with_the_slash_that_chts_api_wants():
+    """CHT's API answers GET /medic with a redirect to /medic/ for every user."""
+    responses.get(f"{URL}/medic", status=302, headers={"Location": "/medic/"})
+    responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t0"})
+    responses.post(f"{URL}/medic/_changes", json={"results": [], "last_seq": 9})
+    contacts = Contacts(ChtReader(ChtSettings(url=URL)), kept())
+    assert contacts.warm and contacts.warning is None
+    assert all(not c.request.url.endswith("/medic") for c in responses.calls)

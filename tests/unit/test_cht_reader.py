@@ -163,3 +163,105 @@ def test_changed_since_names_the_changed_ids_and_the_next_sequence():
 def test_a_sequence_the_server_refuses_means_no_answer_not_an_error():
     responses.post(f"{URL}/medic/_changes", status=400, json={"error": "bad_request"})
     assert reader().changed_since("99-zz", ["a"]) is None
+
+
+@responses.activate
+def test_a_conflicted_doc_is_read_at_its_winning_revision_whatever_the_leaf_order():
+    """CouchDB 3 answers every leaf of a conflicted doc to _bulk_get without a rev, in
+    rev-tree order: the winner is the live leaf with the longest history, then the
+    highest revision id, never simply the first entry."""
+    losing = {"_id": "chw", "_rev": "2-aaa", "parent": {"_id": "hc-old"}}
+    winning = {"_id": "chw", "_rev": "2-bbb", "parent": {"_id": "hc-new"}}
+    deleted_longer = {"_id": "chw", "_rev": "5-zzz", "_deleted": True}
+    shorter = {"_id": "hc", "_rev": "2-zzz", "name": "short"}
+    longer = {"_id": "hc", "_rev": "10-aaa", "name": "long"}  # 10 > 2 as numbers
+    gone_live = {"_id": "gone", "_rev": "3-c", "_deleted": True}
+    responses.post(
+        f"{URL}/medic/_bulk_get",
+        json={
+            "results": [
+                {"id": "chw", "docs": [{"ok": deleted_longer}, {"ok": losing}, {"ok": winning}]},
+                {"id": "hc", "docs": [{"ok": shorter}, {"ok": longer}]},
+                {"id": "gone", "docs": [{"ok": gone_live}]},
+            ]
+        },
+    )
+    found = reader().docs_by_id(["chw", "hc", "gone"])
+    assert found["chw"] == winning
+    assert found["hc"] == longer
+    assert found["gone"] is None  # every leaf deleted: the doc is deleted
+
+
+def _session(roles):
+    return {"ok": True, "userCtx": {"name": "mediator", "roles": roles}}
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("roles", "words"),
+    [
+        (["chw"], "is an offline CHT user (roles: chw)"),
+        ([], "has no CHT role (a user made in CouchDB by hand"),
+        (None, "or use a CouchDB admin"),
+    ],
+)
+def test_a_refusal_says_which_kind_of_user_it_is_and_how_to_fix_it(roles, words):
+    view = f"{URL}/medic/_design/medic-admin/_view/contacts_by_dhis_orgunit"
+    responses.get(view, status=403, json={"error": "forbidden", "reason": "Insufficient"})
+    if roles is None:
+        responses.get(f"{URL}/_session", status=500)
+    else:
+        responses.get(f"{URL}/_session", json=_session(roles))
+    with pytest.raises(ChtError) as exc:
+        reader().places()
+    message = str(exc.value)
+    assert "\n" not in message and "S3cret-cht-pw" not in message
+    assert words in message
+    assert "refused user mediator reading the medic-admin/contacts_by_dhis_orgunit view" in message
+    assert "app_settings.roles" in message  # the fix
+
+
+@responses.activate
+def test_a_redirect_is_never_followed_and_names_the_setting_to_check():
+    responses.get(
+        f"{URL}/medic/settings",
+        status=301,
+        headers={"Location": "https://user:pw@cht.example.org/medic/settings"},
+    )
+    with pytest.raises(ChtError) as exc:
+        reader().app_settings()
+    assert "redirected (301) to https://cht.example.org/medic/settings" in str(exc.value)
+    assert "check CHT_URL" in str(exc.value) and "pw@" not in str(exc.value)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_an_html_error_page_is_reduced_to_its_title():
+    page = "<html><head><title>502 Bad Gateway</title></head><body>" + "x" * 5000 + "</body>"
+    responses.get(f"{URL}/medic/settings", status=502, body=page)
+    with pytest.raises(ChtError) as exc:
+        reader().app_settings()
+    assert str(exc.value).endswith(
+        "answered HTTP 502 while reading the settings doc: 502 Bad Gateway"
+    )
+
+
+@responses.activate
+def test_the_changes_feed_is_asked_in_batches_under_couchdbs_lookup_threshold():
+    asked: list[int] = []
+
+    def changes(request):
+        ids = json.loads(request.body)["doc_ids"]
+        asked.append(len(ids))
+        seq = f"{100 + len(asked)}-x"
+        results = [{"id": i, "seq": seq, "changes": []} for i in ids if i in ("id-5", "id-2400")]
+        return 200, {}, json.dumps({"results": results, "last_seq": seq})
+
+    responses.add_callback(responses.POST, f"{URL}/medic/_changes", callback=changes)
+    ids = [f"id-{n}" for n in range(2500)]
+    changed, seq = reader().changed_since("99-a", ids)
+    assert asked == [1000, 1000, 500]
+    assert changed == {"id-5", "id-2400"}
+    # the first batch's sequence: a change made while later batches were asked shows
+    # again next run rather than never
+    assert seq == "101-x"
