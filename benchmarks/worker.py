@@ -197,7 +197,8 @@ def _periods(texts: list[str]) -> list[Any]:
 
 def run(task: dict[str, Any]) -> dict[str, Any]:
     from mediator.config import ChtSettings, Dhis2Settings, RuntimeConfig
-    from mediator.run import RunRequest, compute, execute
+    from mediator.pipeline import compute, execute
+    from mediator.run_request import RunRequest
 
     cht = ChtSettings(
         url=task["url"],

@@ -44,8 +44,9 @@ from .locks import RunBusyError
 from .models import is_uid, utcnow
 from .openhim import OpenhimAgent
 from .periods import Month, Period, PeriodError
+from .pipeline import compute, execute
 from .report import RunReport
-from .run import RunInputError, RunRequest, compute, execute
+from .run_request import RunInputError, RunRequest
 
 log = logging.getLogger(__name__)
 

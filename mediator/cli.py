@@ -17,7 +17,8 @@ from .cht import ChtError
 from .config import ConfigError, RuntimeConfig
 from .locks import RunBusyError
 from .periods import Month, Period, PeriodError
-from .run import RunInputError, RunRequest, compute, execute
+from .pipeline import compute, execute
+from .run_request import RunInputError, RunRequest
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
 

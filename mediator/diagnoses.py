@@ -244,7 +244,7 @@ TEXTS_236: list[tuple[str, str]] = [
 ]
 _TEXTS_236 = [(re.compile(pattern), code) for pattern, code in TEXTS_236]
 
-# Preflight and run findings (mediator/dhis2_metadata.py, mediator/run.py).
+# Preflight and run findings (mediator/dhis2_metadata.py, mediator/pipeline.py).
 FINDINGS: dict[str, _Explain] = {
     "data_set_not_found": CONFLICTS["E7600"],
     "data_elements_not_in_data_set": _Explain(

@@ -32,7 +32,8 @@ from .console_config import ConsoleConfig, load_registration, validate_config
 from .envelope import error_envelope, iso, transaction_document
 from .models import utcnow
 from .openhim import OpenhimAgent, OpenhimClient, OpenhimError
-from .run import RunRequest, execute
+from .pipeline import execute
+from .run_request import RunRequest
 
 log = logging.getLogger(__name__)
 

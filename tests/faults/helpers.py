@@ -13,8 +13,9 @@ from devstack.couchdb import CouchServer
 from devstack.dhis2_standin import Dhis2StandIn
 from mediator import periods
 from mediator.config import ChtSettings, Dhis2Settings, RuntimeConfig
+from mediator.pipeline import execute
 from mediator.report import RunReport
-from mediator.run import RunRequest, execute
+from mediator.run_request import RunRequest
 
 PERIOD = "2024-01"
 DHIS2_PERIOD = "202401"

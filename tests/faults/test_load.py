@@ -17,7 +17,7 @@ import requests
 
 from devstack.net import ServerThread
 from mediator.app import MAX_WAITING, create_app
-from mediator.run import execute
+from mediator.pipeline import execute
 
 from .helpers import PERIOD, held
 

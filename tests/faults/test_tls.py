@@ -22,7 +22,7 @@ from devstack.openhim_standin import OpenhimStandIn
 from mediator.config import OpenhimSettings, RuntimeConfig
 from mediator.console_config import load_registration
 from mediator.openhim import OpenhimClient, OpenhimUnavailable
-from mediator.run import execute
+from mediator.pipeline import execute
 
 from .helpers import held, request
 

@@ -28,7 +28,8 @@ from devstack import deployment as dep
 from mediator.cht_cache import CacheStore
 from mediator.config import ChtSettings, RuntimeConfig
 from mediator.periods import Month
-from mediator.run import Computed, RunRequest, compute
+from mediator.pipeline import Computed, compute
+from mediator.run_request import RunRequest
 
 MONTH = "2024-01"
 DISTRICT = {"_id": "district-1"}

@@ -15,7 +15,8 @@ from devstack import cht_docs
 from mediator.cli import main
 from mediator.config import ChtSettings, RuntimeConfig
 from mediator.periods import Month
-from mediator.run import RunRequest, compute
+from mediator.pipeline import compute
+from mediator.run_request import RunRequest
 from tests.cht_fixtures import DATA_SET, DEFAULT_SETTINGS, contact, mock_settings, seed, target_doc
 
 

@@ -18,7 +18,8 @@ from devstack.dhis2_standin import Dhis2StandIn
 from mediator.config import ChtSettings, ChtSource, Dhis2Settings, RuntimeConfig
 from mediator.locks import RunBusyError
 from mediator.periods import Month, Period
-from mediator.run import RunRequest, compute, execute
+from mediator.pipeline import compute, execute
+from mediator.run_request import RunRequest
 
 Q1 = ["2024-01", "2024-02", "2024-03"]
 APRIL_2024 = datetime(2024, 4, 10, 12, 0, tzinfo=UTC)

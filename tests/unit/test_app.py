@@ -23,7 +23,7 @@ from mediator.models import Exchange
 from mediator.openhim import OpenhimAgent, OpenhimClient
 from mediator.periods import Month, Period
 from mediator.report import ChtRead, DataSetResult, ImportCount, RunReport
-from mediator.run import RunInputError, RunRequest
+from mediator.run_request import RunInputError, RunRequest
 
 CORE = "https://openhim.test:8080"
 CHT_PW = "Cht-Secret-7731"
@@ -230,7 +230,7 @@ def test_unknown_data_set_from_the_run_is_a_400(client: FlaskClient) -> None:
 
 
 def latest_month(request: RunRequest, tz: str) -> str:
-    """The month a request without a period runs (the run's rule, mediator.run.plan_jobs)."""
+    """The month a request without a period runs (the run's rule, mediator.pipeline.plan_jobs)."""
     assert request.periods == [] and request.span is None and request.as_of is not None
     return Period.latest_completed("Monthly", tz, request.as_of).iso
 

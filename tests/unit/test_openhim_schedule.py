@@ -12,7 +12,7 @@ import responses
 from mediator.app import PushService
 from mediator.config import ConfigError, RuntimeConfig
 from mediator.report import DataSetResult, RunReport
-from mediator.run import RunRequest
+from mediator.run_request import RunRequest
 from mediator.service import ScheduledRun, build
 
 CORE = "https://openhim.test:8080"

@@ -4,7 +4,7 @@ is pushed and let go before the next is read (memory holds one group)."""
 from __future__ import annotations
 
 from mediator.periods import Period
-from mediator.run import Job, _month_groups
+from mediator.pipeline import Job, _month_groups
 
 
 def periods(groups: list[list[Job]]) -> list[list[str]]:

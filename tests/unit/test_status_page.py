@@ -25,7 +25,7 @@ from mediator.report import (
     RejectedRow,
     RunReport,
 )
-from mediator.run import RunInputError, RunRequest
+from mediator.run_request import RunInputError, RunRequest
 
 DHIS2_PW = "Dhis2-Secret-4410"
 ENV = {

@@ -20,8 +20,6 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from .cht import ChtError, ChtReader
 from .cht_cache import CacheStore, ChtUser, Contacts
 from .config import ChtSource, RuntimeConfig
@@ -38,6 +36,7 @@ from .periods import (
     periods_touching,
 )
 from .report import ChtRead, DataSetResult, Finding, OrgUnitCoverage, RunReport
+from .run_request import RunInputError, RunRequest
 
 __all__ = ["RunBusyError", "RunInputError", "RunRequest", "compute", "execute"]
 
@@ -45,44 +44,6 @@ Recorder = Callable[[Exchange], None]
 ORG_UNITS_PER_PUSH = 250  # a push reads, plans and posts this many org units at a time
 EXCHANGE_BODIES_KEPT = 300  # more than the OpenHIM envelope shows (MAX_ORCHESTRATIONS)
 EXCHANGE_BODY_CHARS = 30_000  # twice what the envelope shows of a body
-
-
-class RunInputError(ValueError):
-    """The request cannot be run as asked (unknown data set, bad period…): a 400 / exit 2."""
-
-
-class RunRequest(BaseModel):
-    """What to run. With no ``periods`` and no ``span`` it is a scheduled run: the
-    latest completed period of each data set's type and the ``lookback`` before it."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    periods: list[Period] = Field(default_factory=list)
-    span: tuple[Month, Month] | None = None  # a backfill: every period these months touch
-    as_of: datetime | None = None  # "now" for the default periods (a rerun replays it)
-    data_sets: list[str] = Field(default_factory=list)  # empty: the configured ones
-    org_unit: str | None = None
-    dry_run: bool | None = None  # None: the configured default
-    trigger: str = "cli"  # cli | openhim | http | schedule
-
-    @field_validator("periods", mode="before")
-    @classmethod
-    def _months_are_periods(cls, value: Any) -> Any:
-        """A Month or a period's ISO text is accepted where a Period is meant."""
-        if not isinstance(value, list):
-            return value
-        return [
-            Period(v, "Monthly")
-            if isinstance(v, Month)
-            else Period.parse(v)
-            if isinstance(v, str)
-            else v
-            for v in value
-        ]
-
-    @property
-    def scheduled(self) -> bool:
-        return not self.periods and self.span is None
 
 
 class Pusher(Protocol):
