@@ -97,16 +97,6 @@ def _timed(field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _counted(field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _LOCK:
-            setattr(CLOCK, field, getattr(CLOCK, field) + 1)
-        return fn(*args, **kwargs)
-
-    return wrapper
-
-
 def _instrument_json() -> None:
     """Time every JSON body decode in any thread, in CPU seconds: ``Response.json`` (the
     bare read, the DHIS2 client) and the CHT reader's ``decode_json`` (orjson)."""
@@ -144,14 +134,23 @@ def _instrument_json() -> None:
 def instrument() -> None:
     from mediator.cht import ChtReader
     from mediator.dhis2 import Dhis2Client
+    from mediator.http import HttpClient
 
     _instrument_json()
-    ChtReader._request = _counted("cht_requests", ChtReader._request)  # type: ignore[method-assign]
-    Dhis2Client._request = _counted("dhis2_requests", Dhis2Client._request)  # type: ignore[method-assign]
-    for name, member in list(vars(ChtReader).items()):
-        if not name.startswith("_") and inspect.isfunction(member) and name != "close":
-            setattr(ChtReader, name, _timed("wait_cht", member))
-    Dhis2Client.push = _timed("wait_dhis2", Dhis2Client.push)  # type: ignore[method-assign]
+    send = HttpClient.send
+
+    def counted_send(self: HttpClient, *args: Any, **kwargs: Any) -> Any:
+        field = {"CHT": "cht_requests", "DHIS2": "dhis2_requests"}.get(self.peer.name)
+        if field:
+            with _LOCK:
+                setattr(CLOCK, field, getattr(CLOCK, field) + 1)
+        return send(self, *args, **kwargs)
+
+    HttpClient.send = counted_send  # type: ignore[method-assign]
+    for cls, field in ((ChtReader, "wait_cht"), (Dhis2Client, "wait_dhis2")):
+        for name, member in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.isfunction(member) and name != "close":
+                setattr(cls, name, _timed(field, member))
 
 
 def peak_rss_mb() -> float:

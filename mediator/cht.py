@@ -1,50 +1,51 @@
-"""The CHT reader: the only module that speaks to CHT's CouchDB API.
+"""The CHT reader: the only module that speaks to CHT's API (CouchDB's, through CHT).
 
 It does the reads CHT's own export does (cht-export.md §2.3), but pages the
 month's target docs instead of loading them in one response, and batches the
-owner look-ups.
+owner look-ups. Every request goes through ``http.HttpClient`` (retries, TLS,
+recording); what an answer means for CHT is decided here.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from orjson import loads as decode_json
 
 from .config import ChtSettings
-from .http import body_detail, without_userinfo
-from .models import Exchange, utcnow
+from .http import (
+    BadBody,
+    BadStatus,
+    CredentialsRefused,
+    Forbidden,
+    HttpClient,
+    Peer,
+    PeerError,
+    Recorder,
+    Redirected,
+    RetryPolicy,
+    Transport,
+    detail_suffix,
+    without_userinfo,
+)
 from .periods import Month
 
 VIEW_PATH = "_design/medic-admin/_view/contacts_by_dhis_orgunit"
-RETRY_ATTEMPTS = 3
-RETRY_BASE_SECONDS = 0.5
 CHANGES_IDS_PER_REQUEST = 1000  # CouchDB's doc-id lookup threshold (changed_since)
+# Every CHT call is a read (POST _all_docs, _bulk_get and _changes included): safe to retry.
+CHT_RETRY = RetryPolicy(attempts=3, base_seconds=0.5, budget_seconds=30.0)
 
-
-class ChtError(Exception):
-    """CHT could not be read; the message names the URL, never the password."""
-
-
-class ChtAuthError(ChtError):
-    pass
+ChtError = PeerError  # anything CHT did not answer as CouchDB's API does
 
 
 def _rev_key(doc: dict[str, Any]) -> tuple[bool, int, str]:
     pos, _, digest = str(doc.get("_rev", "")).partition("-")
     return (not doc.get("_deleted"), int(pos) if pos.isdigit() else 0, digest)
-
-
-def _detail(response: requests.Response) -> str:
-    detail = body_detail(response)
-    return f": {detail}" if detail else ""
 
 
 def winning_revision(leaves: list[dict[str, Any]]) -> dict[str, Any]:
@@ -61,35 +62,52 @@ def winning_revision(leaves: list[dict[str, Any]]) -> dict[str, Any]:
     return max(leaves, key=_rev_key)
 
 
+def cht_peer(settings: ChtSettings) -> Peer:
+    auth = None
+    if settings.username and settings.password:
+        auth = (settings.username, settings.password.get_secret_value())
+    return Peer(
+        name="CHT",
+        base_url=settings.url,
+        verify=settings.verify,
+        timeout=settings.timeout,
+        retry=CHT_RETRY,
+        auth=auth,
+        tls_hint="set CHT_CA_BUNDLE to the CA that signed it (or CHT_VERIFY_TLS=false, for "
+        "development only)",
+        record_bodies=False,  # target pages are megabytes; what was read is in the report
+    )
+
+
 class ChtReader:
     def __init__(
         self,
         settings: ChtSettings,
-        recorder: Callable[[Exchange], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        recorder: Recorder | None = None,
+        sleep: Callable[[float], None] | None = None,
+        transport: Transport | None = None,
+        http: HttpClient | None = None,
     ) -> None:
         self.settings = settings
-        self._record = recorder or (lambda _exchange: None)
-        self._sleep = sleep
-        self._session = self._new_session()
-        self._counting = threading.Lock()  # range reads count from their helper thread
-        self.requests_made = 0
+        self.http = http or HttpClient(
+            cht_peer(settings), transport=transport, recorder=recorder, sleep=sleep or time.sleep
+        )
         self._bulk_get_ok = True
 
-    def _new_session(self) -> requests.Session:
-        session = requests.Session()
-        if self.settings.username and self.settings.password:
-            session.auth = (self.settings.username, self.settings.password.get_secret_value())
-        session.verify = self.settings.verify
-        session.headers["Accept"] = "application/json"
-        return session
+    def fork(self) -> ChtReader:
+        """A reader on a connection of its own, for another thread."""
+        return ChtReader(self.settings, http=self.http.fork())
 
     @property
     def db_url(self) -> str:
         return f"{self.settings.url}/{quote(self.settings.db, safe='')}"
 
+    @property
+    def requests_made(self) -> int:
+        return self.http.requests_made
+
     def close(self) -> None:
-        self._session.close()
+        self.http.close()
 
     # -- HTTP -------------------------------------------------------------------
 
@@ -103,81 +121,52 @@ class ChtReader:
         what: str,
         missing_ok: bool = False,
         absent: tuple[int, ...] = (),
-        session: requests.Session | None = None,
+        http: HttpClient | None = None,
     ) -> Any:
-        """One JSON request with a bounded retry on connection errors and 5xx.
+        """One JSON request, its body decoded and its shape checked. ``missing_ok``
+        (404) and ``absent`` statuses answer None; every other failure raises."""
+        client = http or self.http
+        response = client.send(method, url, name=f"reading {what}", params=params, json_body=body)
+        status = response.status_code
+        if status == 401:
+            user = self.settings.username or "(no user)"
+            raise CredentialsRefused(
+                "CHT",
+                f"CHT at {self.settings.url} refused the credentials of user {user} "
+                f"while reading {what} (HTTP 401): check CHT_USERNAME and CHT_PASSWORD",
+                status=401,
+            )
+        if status == 403:
+            raise Forbidden("CHT", self._forbidden(what, client), status=403)
+        if (status == 404 and missing_ok) or status in absent:
+            return None
+        if 300 <= status < 400:
+            location = without_userinfo(response.headers.get("Location", ""))
+            raise Redirected(
+                "CHT",
+                f"CHT at {self.settings.url} redirected ({status}) to "
+                f"{location or 'another address'} while reading {what}; redirects are not "
+                "followed: check CHT_URL (http or https, the instance's address)",
+                status=status,
+            )
+        if status != 200:
+            raise BadStatus(
+                "CHT",
+                f"CHT at {self.settings.url} answered HTTP {status} while reading {what}"
+                f"{detail_suffix(response)}",
+                status=status,
+            )
+        try:
+            decoded = decode_json(response.content)  # orjson: 3x json's speed (benchmarks/)
+        except ValueError:
+            raise BadBody(
+                "CHT",
+                f"CHT at {self.settings.url} sent a body that is not JSON while reading {what}",
+            ) from None
+        self._check_shape(method, url, decoded, what)
+        return decoded
 
-        Every call here is a read (POST _all_docs, _bulk_get and _changes included), so
-        retrying is safe. ``missing_ok`` (404) and ``absent`` statuses answer None.
-        """
-        last_error = ""
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            with self._counting:
-                self.requests_made += 1
-            try:
-                response = (session or self._session).request(
-                    method,
-                    url,
-                    params=params,
-                    json=body,
-                    timeout=self.settings.timeout,
-                    allow_redirects=False,
-                    # per request: requests lets REQUESTS_CA_BUNDLE override session.verify
-                    verify=self.settings.verify,
-                )
-            except requests.exceptions.SSLError:
-                # a certificate problem does not go away by retrying
-                raise ChtError(
-                    f"TLS certificate verification failed for CHT at {self.settings.url} while "
-                    f"reading {what}: set CHT_CA_BUNDLE to the CA that signed it "
-                    "(or CHT_VERIFY_TLS=false, for development only)"
-                ) from None
-            except requests.RequestException as exc:
-                last_error = f"{type(exc).__name__}"
-                if attempt < RETRY_ATTEMPTS:
-                    self._sleep(RETRY_BASE_SECONDS * 2 ** (attempt - 1))
-                    continue
-                raise ChtError(
-                    f"CHT at {self.settings.url} is unreachable while reading {what} "
-                    f"({last_error} after {attempt} attempts)"
-                ) from None
-            if response.status_code == 401:
-                user = self.settings.username or "(no user)"
-                raise ChtAuthError(
-                    f"CHT at {self.settings.url} refused the credentials of user {user} "
-                    f"while reading {what} (HTTP 401): check CHT_USERNAME and CHT_PASSWORD"
-                )
-            if response.status_code == 403:
-                raise ChtAuthError(self._forbidden(what, session or self._session))
-            if (response.status_code == 404 and missing_ok) or response.status_code in absent:
-                return None
-            if response.status_code >= 500 and attempt < RETRY_ATTEMPTS:
-                last_error = f"HTTP {response.status_code}"
-                self._sleep(RETRY_BASE_SECONDS * 2 ** (attempt - 1))
-                continue
-            if 300 <= response.status_code < 400:
-                location = without_userinfo(response.headers.get("Location", ""))
-                raise ChtError(
-                    f"CHT at {self.settings.url} redirected ({response.status_code}) to "
-                    f"{location or 'another address'} while reading {what}; redirects are not "
-                    "followed: check CHT_URL (http or https, the instance's address)"
-                )
-            if response.status_code != 200:
-                raise ChtError(
-                    f"CHT at {self.settings.url} answered HTTP {response.status_code} while "
-                    f"reading {what}{_detail(response)}"
-                )
-            try:
-                body = decode_json(response.content)  # orjson: 3x json's speed (benchmarks/)
-            except ValueError:
-                raise ChtError(
-                    f"CHT at {self.settings.url} sent a body that is not JSON while reading {what}"
-                ) from None
-            self._check_shape(method, url, body, what)
-            return body
-        raise ChtError(f"CHT at {self.settings.url} failed while reading {what}: {last_error}")
-
-    def _forbidden(self, what: str, session: requests.Session) -> str:
+    def _forbidden(self, what: str, http: HttpClient) -> str:
         """Why CHT refused a read, in words that name the fix.
 
         CHT's API refuses offline users the view, the database info and ranges of
@@ -191,7 +180,7 @@ class ChtReader:
             "create the mediator's CHT user through CHT's admin app (or POST /api/v1/users) "
             'with a role configured online (without "offline": true) in app_settings.roles'
         )
-        roles = self._session_roles(session)
+        roles = self._session_roles(http)
         if roles is None:
             return f"{start}: {fix}, or use a CouchDB admin"
         if "_admin" in roles or "mm-online" in roles:
@@ -209,17 +198,17 @@ class ChtReader:
             f"offline users only their own part of the data; {fix}"
         )
 
-    def _session_roles(self, session: requests.Session) -> list[str] | None:
+    def _session_roles(self, http: HttpClient) -> list[str] | None:
         """The user's roles from ``GET /_session`` (CouchDB's, proxied by CHT), or None."""
         try:
-            response = session.get(
+            response = http.send(
+                "GET",
                 f"{self.settings.url}/_session",
-                timeout=self.settings.timeout,
-                allow_redirects=False,
-                verify=self.settings.verify,
+                name="reading the session",
+                retry=RetryPolicy(1),
             )
             roles = decode_json(response.content).get("userCtx", {}).get("roles")
-        except (requests.RequestException, ValueError, AttributeError):
+        except (PeerError, ValueError, AttributeError):
             return None
         if response.status_code != 200 or not isinstance(roles, list):
             return None
@@ -236,9 +225,10 @@ class ChtReader:
             if not isinstance(results, list) or not all(
                 isinstance(r, dict) and isinstance(r.get("id"), str) for r in results
             ):
-                raise ChtError(
+                raise BadBody(
+                    "CHT",
                     f"CHT at {self.settings.url} answered {what} with an unexpected shape "
-                    '(expected {"results": [...]} with an id per result): is this CouchDB?'
+                    '(expected {"results": [...]} with an id per result): is this CouchDB?',
                 )
             return
         if not (path.endswith("/_all_docs") or "/_view/" in path):
@@ -248,26 +238,11 @@ class ChtReader:
         if not bad and method == "GET" and rows:
             bad = not all(isinstance(row.get("id"), str) for row in rows)
         if bad:
-            raise ChtError(
+            raise BadBody(
+                "CHT",
                 f"CHT at {self.settings.url} answered {what} with an unexpected shape "
-                '(expected {"rows": [...]} with an id per row): is this CouchDB?'
+                '(expected {"rows": [...]} with an id per row): is this CouchDB?',
             )
-
-    def _note(self, name: str, method: str, path: str, query: str, summary: dict[str, Any]) -> None:
-        now = utcnow()
-        self._record(
-            Exchange(
-                name=name,
-                method=method,
-                url=f"{self.settings.url}{path}",
-                path=path,
-                querystring=query,
-                started=now,
-                status=200,
-                response_body=json.dumps(summary),
-                finished=now,
-            )
-        )
 
     # -- reads ------------------------------------------------------------------
 
@@ -278,29 +253,21 @@ class ChtReader:
             doc = self._request(
                 "GET", f"{self.db_url}/settings", what="the settings doc", missing_ok=True
             )
-        except ChtAuthError:
+        except Forbidden:
             doc = None  # an online CHT user may read the API but not the doc
         if isinstance(doc, dict) and isinstance(doc.get("settings"), dict):
-            self._note(
-                "CHT app settings",
-                "GET",
-                f"/{self.settings.db}/settings",
-                "",
-                {"source": "settings doc"},
-            )
             settings: dict[str, Any] = doc["settings"]
             return settings
         api = self._request(
             "GET", f"{self.settings.url}/api/v1/settings", what="/api/v1/settings", missing_ok=True
         )
         if not isinstance(api, dict):
-            raise ChtError(
+            raise BadBody(
+                "CHT",
                 f"CHT at {self.settings.url} has no readable app settings: neither "
                 f"/{self.settings.db}/settings nor /api/v1/settings answered"
+                + _url_hint(self.settings),
             )
-        self._note(
-            "CHT app settings", "GET", "/api/v1/settings", "", {"source": "/api/v1/settings"}
-        )
         return api
 
     def places(self, org_unit: str | None = None) -> list[dict[str, Any]]:
@@ -311,16 +278,13 @@ class ChtReader:
             doc = row.get("doc")
             if isinstance(doc, dict) and doc.get("_id") and doc["_id"] not in seen:
                 seen[doc["_id"]] = doc
-        self._note_places(org_unit, True, len(rows), len(seen))
         return list(seen.values())
 
     def place_ids(self, org_unit: str | None = None) -> list[str]:
         """The ids of the contacts that carry ``dhis``, in view order, without their docs:
         a run that knows the docs already (``cht_cache``) reads only this."""
         rows = self._view_rows(org_unit, docs=False)
-        ids = list(dict.fromkeys(r["id"] for r in rows if isinstance(r.get("id"), str)))
-        self._note_places(org_unit, False, len(rows), len(ids))
-        return ids
+        return list(dict.fromkeys(r["id"] for r in rows if isinstance(r.get("id"), str)))
 
     def _view_rows(self, org_unit: str | None, *, docs: bool) -> list[dict[str, Any]]:
         params = {"include_docs": "true"} if docs else {}
@@ -334,51 +298,38 @@ class ChtReader:
             missing_ok=True,
         )
         if body is None:
-            raise ChtError(
+            raise BadStatus(
+                "CHT",
                 f"CHT at {self.settings.url} has no medic-admin/contacts_by_dhis_orgunit view "
                 f"in database {self.settings.db!r}: is this a CHT medic database?"
+                + _url_hint(self.settings),
+                status=404,
             )
         rows: list[dict[str, Any]] = body.get("rows", [])
         return rows
 
-    def _note_places(self, org_unit: str | None, docs: bool, rows: int, contacts: int) -> None:
-        query = "&".join(
-            q
-            for q in ("include_docs=true" if docs else "", f"key={org_unit}" if org_unit else "")
-            if q
-        )
-        self._note(
-            "CHT places with DHIS2 org units",
-            "GET",
-            f"/{self.settings.db}/{VIEW_PATH}",
-            query,
-            {"rows": rows, "contacts": contacts},
-        )
-
     def target_pages(self, month: Month) -> Iterator[list[Any]]:
         """The month's target docs, ``page_size`` at a time (never the month at once)."""
-        for rows in self._id_range_rows(f"target~{month.tag}~", f"CHT target docs {month.tag}"):
+        for rows in self._id_range_rows(f"target~{month.tag}~", f"target docs {month.tag}"):
             yield [row.get("doc") for row in rows]
 
     def user_rows(self, *, docs: bool) -> Iterator[list[dict[str, Any]]]:
         """``_all_docs`` rows of the ``org.couchdb.user:`` range (user-settings docs): with
         their docs, or ids only (a later run: to find new and deleted users)."""
-        return self._id_range_rows("org.couchdb.user:", "CHT user-settings", docs=docs)
+        return self._id_range_rows("org.couchdb.user:", "user-settings docs", docs=docs)
 
     def _id_range_rows(
         self, prefix: str, name: str, *, docs: bool = True
     ) -> Iterator[list[dict[str, Any]]]:
         """Rows whose id starts with ``prefix``, paged through ``_all_docs``.
 
-        The next page is read (by a helper thread, on a session of its own) while the
+        The next page is read (by a helper thread, on a connection of its own) while the
         caller works on this one, so CHT's time hides the mediator's own; no more than
         two pages are held at once. Errors surface where the page is asked for.
         """
         end = json.dumps(prefix + "\ufff0")
         size = self.settings.page_size
-        pages = count = 0
-        first = last = None
-        session = self._new_session()
+        ahead_http = self.http.fork()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-pages")
         include = {"include_docs": "true"} if docs else {}
 
@@ -388,7 +339,7 @@ class ChtReader:
                 f"{self.db_url}/_all_docs",
                 params={"startkey": start, "endkey": end, **include, "limit": str(size + 1)},
                 what=name,
-                session=session,
+                http=ahead_http,
             )
 
         try:
@@ -400,24 +351,11 @@ class ChtReader:
                     pool.submit(read, json.dumps(rows[size]["id"])) if len(rows) > size else None
                 )
                 if page:
-                    pages += 1
-                    count += len(page)
-                    first = first or page[0].get("id")
-                    last = page[-1].get("id")
                     yield page
         finally:
             # a caller that stops early must not wait for a page it will never use
             pool.shutdown(wait=False, cancel_futures=True)
-            session.close()
-        self._note(
-            name,
-            "GET",
-            f"/{self.settings.db}/_all_docs",
-            f"startkey={prefix}&endkey={prefix}\\ufff0"
-            + ("&include_docs=true" if docs else "")
-            + f"&limit={size + 1}",
-            {"pages": pages, "docs": count, "page_size": size, "first_id": first, "last_id": last},
-        )
+            ahead_http.close()
 
     def docs_by_id(self, ids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Docs by id, ``owner_batch`` at a time; missing or deleted ids map to None.
@@ -448,10 +386,8 @@ class ChtReader:
         if body is None:
             return False
         for result in body["results"]:
-            entries = result.get("docs")
-            entries = (
-                [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-            )
+            raw = result.get("docs")
+            entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
             leaves = [e["ok"] for e in entries if isinstance(e.get("ok"), dict)]
             if leaves:
                 # CouchDB 3 answers every leaf of a conflicted doc, not only the winner
@@ -460,9 +396,10 @@ class ChtReader:
                 continue
             error = next((e["error"] for e in entries if isinstance(e.get("error"), dict)), None)
             if error is not None and error.get("error") not in (None, "not_found"):
-                raise ChtError(
+                raise BadBody(
+                    "CHT",
                     f"CHT at {self.settings.url} could not read doc {result['id']!r}: "
-                    f"{error.get('error')} ({error.get('reason')})"
+                    f"{error.get('error')} ({error.get('reason')})",
                 )
             found[result["id"]] = None  # missing
         return True
@@ -490,9 +427,10 @@ class ChtReader:
         ``api/src/routing.js`` lines 1057-1062), and redirects are never followed."""
         body = self._request("GET", f"{self.db_url}/", what="the database info")
         if not isinstance(body, dict) or body.get("update_seq") is None:
-            raise ChtError(
+            raise BadBody(
+                "CHT",
                 f"CHT at {self.settings.url} gave no update_seq for database "
-                f"{self.settings.db!r}: is this CouchDB?"
+                f"{self.settings.db!r}: is this CouchDB?",
             )
         return body
 
@@ -540,11 +478,14 @@ class ChtReader:
                 return None
             changed.update(r["id"] for r in body["results"])
             last = last if last is not None else body["last_seq"]
-        self._note(
-            "CHT contacts changed since the last run",
-            "POST",
-            f"/{self.settings.db}/_changes",
-            "filter=_doc_ids",
-            {"watched": len(ids), "changed": len(changed)},
-        )
         return changed, last
+
+
+def _url_hint(settings: ChtSettings) -> str:
+    """A CHT_URL that names the database too (``…/medic``) is the usual slip."""
+    if settings.url.rstrip("/").endswith(f"/{settings.db}"):
+        return (
+            f": CHT_URL ends with /{settings.db}; give the instance's address without it "
+            f"(CHT_DB names the database)"
+        )
+    return ""

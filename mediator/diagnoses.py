@@ -504,23 +504,24 @@ ERRORS: dict[str, _Explain] = {
 }
 
 
+_KINDS = {
+    "login_redirect": "dhis2_login_redirect",
+    "credentials": "dhis2_unauthorized",
+    "token_refused": "dhis2_token_invalid",
+    "forbidden": "dhis2_forbidden",
+    "unreachable": "dhis2_unreachable",
+    "timeout": "dhis2_unreachable",
+    "body": "dhis2_not_json",
+    "cht_read": "cht_read_failed",
+}
+
+
 def _error_kind(result: DataSetResult) -> str | None:
-    text = result.error or ""
-    if "redirected to its login page" in text:
-        return "dhis2_login_redirect"
-    if result.error_status == 401 or "refused the credentials" in text:
-        return "dhis2_unauthorized"
-    if "refused the API token" in text:
-        return "dhis2_token_invalid"
-    if result.error_status == 403:
-        return "dhis2_forbidden"
-    if "could not connect" in text or "timed out" in text or "unreachable" in text:
-        return "dhis2_unreachable"
-    if "not JSON" in text:
-        return "dhis2_not_json"
-    if "CHT instance" in text and "could not be read" in text:
-        return "cht_read_failed"
-    return None
+    """The diagnosis of a data set that failed as a whole, by what kind of failure it was
+    (``http.PeerError.kind``, set where the error was caught), never by its words."""
+    if result.error_kind in _KINDS:
+        return _KINDS[result.error_kind]
+    return "dhis2_forbidden" if result.error_status == 403 else None
 
 
 def _from_error(ctx: _Context) -> list[Diagnosis]:

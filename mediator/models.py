@@ -95,6 +95,7 @@ class Exchange(BaseModel):
     name: str
     method: str
     url: str
+    peer: str = ""  # CHT | DHIS2 | OpenHIM
     path: str
     querystring: str = ""
     request_headers: dict[str, str] = Field(default_factory=dict)
@@ -103,5 +104,6 @@ class Exchange(BaseModel):
     status: int | None = None
     response_headers: dict[str, str] = Field(default_factory=dict)
     response_body: str = ""
+    response_bytes: int = 0
     finished: datetime | None = None
     error: str | None = None

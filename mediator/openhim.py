@@ -21,38 +21,64 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 
 from .config import OpenhimSettings
 from .console_config import ConsoleConfig
+from .http import (
+    BadBody,
+    BadStatus,
+    CredentialsRefused,
+    Forbidden,
+    HttpClient,
+    Peer,
+    PeerError,
+    RetryPolicy,
+    TimedOut,
+    TlsFailed,
+    Transport,
+    Unreachable,
+    json_or_none,
+)
 from .models import utcnow
 
 log = logging.getLogger(__name__)
 
 API_TIMEOUT = (10.0, 30.0)  # connect, read
+# One attempt per call: the agent retries registration and transaction updates on
+# its own schedule (``AGENT_RETRY``), and a heartbeat is due again in 10 s anyway.
+ONE_ATTEMPT = RetryPolicy(attempts=1)
+# Registration while core is away: 2, 4, 8 … s, capped at 5 min, with jitter.
+AGENT_RETRY = RetryPolicy(attempts=1_000_000, base_seconds=2.0, cap_seconds=300.0)
+
+OpenhimError = PeerError  # what a call to core raises (kinds: http.PeerError subclasses)
 
 
-class OpenhimError(Exception):
-    """A call to OpenHIM core did not do what was asked."""
-
-    def __init__(self, message: str, status: int | None = None, body: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-
-
-class OpenhimUnavailable(OpenhimError):
-    """Core unreachable, timed out or answered 5xx: worth retrying later."""
-
-
-class OpenhimRejected(OpenhimError):
-    """Core answered 4xx: our request or our credentials/permissions are wrong."""
-
-
-class MediatorNotFound(OpenhimRejected):
+class MediatorNotFound(BadStatus):
     """404 on heartbeat: the mediator was deleted in the console."""
+
+    kind = "not_found"
+
+
+def retry_later(exc: PeerError) -> bool:
+    """Core away (unreachable, slow, 5xx) rather than refusing what was asked (4xx)."""
+    return isinstance(exc, Unreachable | TimedOut | TlsFailed) or (exc.status or 0) >= 500
+
+
+# What each call needs on core 8.5.0 and earlier: the user in the admin group
+# (openhim-core-js v8.5.0 src/api/mediators.js, transactions.js, channels.js:
+# ``authorisation.inGroup('admin', …)`` on every route below). Cores after 8.5.0 check
+# permissions of the user's roles instead.
+_NEEDS = {
+    "registration": "mediator-manage-all",
+    "heartbeat": "mediator-manage-all",
+    "transaction update": "channel-manage-all",
+    "transaction record": "channel-manage-all",
+    "channel list": "channel-view-all",
+    "channel trigger": "channel-manage-all",
+}
 
 
 def sha512_hex(text: str) -> str:
@@ -77,189 +103,202 @@ def js_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _body_text(response: requests.Response, limit: int = 2000) -> str:
-    text = response.text or ""
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if not (parts.username or parts.password):
-        return url
-    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 @dataclass
 class HeartbeatResult:
     config: dict[str, Any] | None  # None: no change ("" or "OK")
 
 
+def openhim_peer(settings: OpenhimSettings) -> Peer:
+    if not settings.url:
+        raise ValueError("OPENHIM_URL is not set")
+    auth = None
+    if settings.auth == "basic" and settings.username:
+        password = settings.password.get_secret_value() if settings.password else ""
+        auth = (settings.username, password)
+    return Peer(
+        name="OpenHIM",
+        base_url=settings.url.rstrip("/"),
+        verify=settings.verify,
+        timeout=API_TIMEOUT,
+        retry=ONE_ATTEMPT,
+        auth=auth,
+        tls_hint="set OPENHIM_CA_BUNDLE to its CA, or OPENHIM_TRUST_SELF_SIGNED=true (dev only)",
+    )
+
+
 class OpenhimClient:
-    """Basic auth by default; token auth for cores before 5.1 (``OPENHIM_AUTH=token``)."""
+    """One method per core API route (reference §1-§6). Basic auth by default; token
+    auth for cores before 5.1 (``OPENHIM_AUTH=token``)."""
 
     def __init__(
         self,
         settings: OpenhimSettings,
         *,
-        session: requests.Session | None = None,
+        transport: Transport | None = None,
         clock: Callable[[], datetime] = utcnow,
         salt_factory: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
-        if not settings.url:
-            raise ValueError("OPENHIM_URL is not set")
         self.settings = settings
-        self.base = settings.url.rstrip("/")
-        self.display_url = _without_userinfo(self.base)  # for logs and /health
-        self.session = session or requests.Session()
-        self.session.verify = settings.verify
+        self.http = HttpClient(openhim_peer(settings), transport=transport)
+        self.display_url = self.http.peer.display_url  # for logs and /health
         self._clock = clock
         self._salt_factory = salt_factory
         self._passport_salt: str | None = None
+        self._core_version: str | None = None
 
     # --- plumbing ---
 
     def _password(self) -> str:
         return self.settings.password.get_secret_value() if self.settings.password else ""
 
-    def _auth_headers(self) -> dict[str, str]:
-        if self.settings.auth == "token":
-            if self._passport_salt is None:
-                self._passport_salt = self._fetch_salt()
-            return token_headers(
-                self.settings.username or "",
-                self._password(),
-                self._passport_salt,
-                self._salt_factory(),
-                js_iso(self._clock()),
-            )
-        return {}
+    def _token_headers(self) -> dict[str, str]:
+        if self._passport_salt is None:
+            self._passport_salt = self._fetch_salt()
+        return token_headers(
+            self.settings.username or "",
+            self._password(),
+            self._passport_salt,
+            self._salt_factory(),
+            js_iso(self._clock()),
+        )
 
     def _fetch_salt(self) -> str:
         user = quote(self.settings.username or "", safe="@")
-        response = self._send("GET", f"/authenticate/{user}", authenticated=False)
+        response = self.http.send("GET", f"/authenticate/{user}", name="OpenHIM token salt")
         if response.status_code != 200:
-            raise OpenhimRejected(
+            raise CredentialsRefused(
+                "OpenHIM",
                 f"OpenHIM token auth: GET /authenticate/<user> answered {response.status_code}"
                 " (on core 8.x users created with a plain password have no token passport:"
                 " use OPENHIM_AUTH=basic)",
-                response.status_code,
-                _body_text(response),
+                status=response.status_code,
             )
-        try:
-            return str(response.json()["salt"])
-        except (ValueError, KeyError, TypeError):
-            raise OpenhimError("OpenHIM /authenticate answer has no salt") from None
+        salt = (json_or_none(response) or {}).get("salt")
+        if not isinstance(salt, str):
+            raise BadBody("OpenHIM", "OpenHIM /authenticate answer has no salt")
+        return salt
 
     def _send(
         self,
         method: str,
         path: str,
+        what: str,
         *,
         json_body: Any = None,
-        authenticated: bool = True,
-        timeout: float | tuple[float, float] = API_TIMEOUT,
+        timeout: float | tuple[float, float] | None = None,
     ) -> requests.Response:
-        url = self.base + path
-        shown = self.display_url + path
-        headers = self._auth_headers() if authenticated else {}
-        auth = None
-        if authenticated and self.settings.auth == "basic" and self.settings.username:
-            auth = (self.settings.username, self._password())
-        try:
-            response = self.session.request(
-                method,
-                url,
-                json=json_body,
-                headers=headers,
-                auth=auth,
-                timeout=timeout,
-                # per request: requests lets REQUESTS_CA_BUNDLE override session.verify
-                verify=self.settings.verify,
-            )
-        except requests.exceptions.SSLError as exc:
-            hint = (
-                "the API may be plain http: check the scheme of OPENHIM_URL"
-                if "WRONG_VERSION_NUMBER" in str(exc) or "plaintext" in str(exc)
-                else "set OPENHIM_CA_BUNDLE to its CA, or OPENHIM_TRUST_SELF_SIGNED=true (dev only)"
-            )
-            raise OpenhimUnavailable(f"TLS failed for {method} {shown}: {hint}") from None
-        except requests.RequestException as exc:
-            raise OpenhimUnavailable(f"{method} {shown}: {type(exc).__name__}") from None
-        if response.status_code == 401 and self.settings.auth == "token":
-            self._passport_salt = None  # the password may have changed: fetch again next call
+        """One call; a 5xx raises (core away), any other answer is the caller's."""
+        token = self.settings.auth == "token"
+        response = self.http.send(
+            method,
+            path,
+            name=f"OpenHIM {what}",
+            json_body=json_body,
+            timeout=timeout,
+            headers=self._token_headers() if token else None,  # new per request
+        )
+        if token and response.status_code == 401:
+            self._passport_salt = None  # the password may have changed: fetch again
         if response.status_code >= 500:
-            raise OpenhimUnavailable(
-                f"{method} {shown} answered {response.status_code}",
-                response.status_code,
-                _body_text(response),
+            raise BadStatus(
+                "OpenHIM",
+                f"OpenHIM {what} ({method} {self.display_url}{path.split('?')[0]}) answered "
+                f"{response.status_code}: {_body_text(response)}",
+                status=response.status_code,
             )
         return response
 
-    def _fail(self, what: str, response: requests.Response) -> OpenhimRejected:
+    def _fail(self, what: str, response: requests.Response) -> PeerError:
+        """Core refused the call: its own words, and what to change."""
+        status = response.status_code
         body = _body_text(response)
-        cls = MediatorNotFound if response.status_code == 404 else OpenhimRejected
-        hint = {
-            401: " (wrong OPENHIM_USERNAME/OPENHIM_PASSWORD, or this auth type is disabled)",
-            403: " (the user needs the admin role, or mediator-manage-all on core 8.5)",
-        }.get(response.status_code, "")
-        return cls(
-            f"{what} answered {response.status_code}{hint}: {body}", response.status_code, body
-        )
+        if status == 401:
+            return CredentialsRefused(
+                "OpenHIM",
+                f"OpenHIM {what} answered 401 (wrong OPENHIM_USERNAME/OPENHIM_PASSWORD, or "
+                f"this auth type is disabled): {body}",
+                status=401,
+            )
+        if status == 403:
+            return Forbidden(
+                "OpenHIM", f"OpenHIM {what} answered 403 ({self._needs(what)}): {body}", status=403
+            )
+        cls = MediatorNotFound if status == 404 else BadStatus
+        return cls("OpenHIM", f"OpenHIM {what} answered {status}: {body}", status=status)
+
+    def _needs(self, what: str) -> str:
+        """What the OpenHIM user lacks for this call, on the core it talks to."""
+        version = self.core_version()
+        group = "the OpenHIM user needs the admin role"
+        permission = _NEEDS.get(what)
+        if version is None or _release(version) <= (8, 5, 0) or permission is None:
+            shown = f"core {version}" if version else "core 8.5 and earlier"
+            return f"{group} for the {what} ({shown} allows it to admins only)"
+        return f"the OpenHIM user's role needs the {permission} permission (core {version})"
+
+    def core_version(self) -> str | None:
+        """``GET /about``: core's version, asked once (None when core does not say)."""
+        if self._core_version is None:
+            try:
+                response = self.http.send("GET", "/about", name="OpenHIM about")
+                version = (json_or_none(response) or {}).get("currentCoreVersion")
+            except (PeerError, AttributeError):
+                return None
+            self._core_version = version if isinstance(version, str) else None
+        return self._core_version
 
     # --- API ---
 
     def register(self, registration: Mapping[str, Any]) -> None:
         """``POST /mediators``; core answers 201 also when the version is not newer."""
-        response = self._send("POST", "/mediators", json_body=registration)
+        response = self._send("POST", "/mediators", "registration", json_body=registration)
         if response.status_code not in (200, 201):
-            raise self._fail("OpenHIM registration (POST /mediators)", response)
+            raise self._fail("registration", response)
 
     def heartbeat(self, urn: str, uptime: float, *, want_config: bool) -> HeartbeatResult:
         """``POST /mediators/:urn/heartbeat``; the body is the config when it changed."""
         body: dict[str, Any] = {"uptime": round(uptime, 3)}
         if want_config:
             body["config"] = True
-        response = self._send(
-            "POST", f"/mediators/{quote(urn, safe=':')}/heartbeat", json_body=body
-        )
+        path = f"/mediators/{quote(urn, safe=':')}/heartbeat"
+        response = self._send("POST", path, "heartbeat", json_body=body)
         if response.status_code != 200:
-            raise self._fail("OpenHIM heartbeat", response)
+            raise self._fail("heartbeat", response)
         text = (response.text or "").strip()
         if text in ("", "OK"):
             return HeartbeatResult(config=None)
         try:
             parsed = json.loads(text)
         except ValueError:
-            raise OpenhimError(f"OpenHIM heartbeat answer is not JSON: {text[:200]!r}") from None
+            raise BadBody(
+                "OpenHIM", f"OpenHIM heartbeat answer is not JSON: {text[:200]!r}"
+            ) from None
         if not isinstance(parsed, dict):
-            raise OpenhimError("OpenHIM heartbeat answer is not a JSON object")
+            raise BadBody("OpenHIM", "OpenHIM heartbeat answer is not a JSON object")
         return HeartbeatResult(config=parsed)
 
     def update_transaction(self, transaction_id: str, update: Mapping[str, Any]) -> None:
         """``PUT /transactions/:id``: the async answer replacing the 202 Processing one."""
-        response = self._send(
-            "PUT", f"/transactions/{quote(transaction_id, safe='')}", json_body=update
-        )
+        path = f"/transactions/{quote(transaction_id, safe='')}"
+        response = self._send("PUT", path, "transaction update", json_body=update)
         if response.status_code != 200:
-            raise self._fail("OpenHIM PUT /transactions/<id>", response)
+            raise self._fail("transaction update", response)
 
     def create_transaction(self, transaction: Mapping[str, Any]) -> None:
         """``POST /transactions``: used only when a scheduled run could not go through core."""
-        response = self._send("POST", "/transactions", json_body=transaction)
+        response = self._send("POST", "/transactions", "transaction record", json_body=transaction)
         if response.status_code not in (200, 201):
-            raise self._fail("OpenHIM POST /transactions", response)
+            raise self._fail("transaction record", response)
 
     def find_channel(self, name: str) -> str | None:
         """The ``_id`` of the channel called ``name``, or None."""
-        response = self._send("GET", "/channels")
+        response = self._send("GET", "/channels", "channel list")
         if response.status_code != 200:
-            raise self._fail("OpenHIM GET /channels", response)
-        try:
-            channels = response.json()
-        except ValueError:
-            raise OpenhimError("OpenHIM GET /channels answer is not JSON") from None
-        for channel in channels if isinstance(channels, list) else []:
+            raise self._fail("channel list", response)
+        channels = json_or_none(response)
+        if not isinstance(channels, list):
+            raise BadBody("OpenHIM", "OpenHIM GET /channels answer is not a JSON list")
+        for channel in channels:
             if isinstance(channel, dict) and channel.get("name") == name:
                 return str(channel.get("_id"))
         return None
@@ -267,27 +306,20 @@ class OpenhimClient:
     def trigger_channel(self, channel_id: str, timeout: float = 3700.0) -> None:
         """``POST /channels/:id/trigger``: core calls the route as its poller would.
         Core answers 500 also when the route answered non-2xx (a Failed run)."""
-        response = self._send(
-            "POST", f"/channels/{quote(channel_id, safe='')}/trigger", timeout=(10.0, timeout)
-        )
+        path = f"/channels/{quote(channel_id, safe='')}/trigger"
+        response = self._send("POST", path, "channel trigger", timeout=(10.0, timeout))
         if response.status_code != 200:
-            raise self._fail("OpenHIM channel trigger", response)
+            raise self._fail("channel trigger", response)
 
 
-class Backoff:
-    """Exponential back-off, capped, with jitter in [delay/2, delay]."""
+def _body_text(response: requests.Response, limit: int = 2000) -> str:
+    text = response.text or ""
+    return text if len(text) <= limit else text[:limit] + "…"
 
-    def __init__(
-        self,
-        base: float = 2.0,
-        cap: float = 300.0,
-        rng: Callable[[float, float], float] = random.uniform,
-    ) -> None:
-        self.base, self.cap, self._rng = base, cap, rng
 
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(attempt, 30)))
-        return self._rng(ceiling / 2, ceiling)
+def _release(version: str) -> tuple[int, ...]:
+    parts = [int(p) for p in version.split("-")[0].split(".")[:3] if p.isdigit()]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 class OpenhimAgent:
@@ -299,7 +331,8 @@ class OpenhimAgent:
         registration: Mapping[str, Any],
         console: ConsoleConfig,
         *,
-        backoff: Backoff | None = None,
+        retry: RetryPolicy = AGENT_RETRY,
+        rng: random.Random | None = None,
         sleep: Callable[[float], Any] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = utcnow,
@@ -308,7 +341,8 @@ class OpenhimAgent:
         self.registration = dict(registration)
         self.urn: str = str(registration["urn"])
         self.console = console
-        self.backoff = backoff or Backoff()
+        self.retry = retry
+        self._rng = rng or random.Random()
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._monotonic = monotonic
@@ -335,12 +369,12 @@ class OpenhimAgent:
         while not self._stop.is_set():
             try:
                 self.client.register(self.registration)
-            except OpenhimError as exc:
+            except PeerError as exc:
                 message = str(exc)
                 self.last_error = message
-                key = f"{type(exc).__name__}:{exc.status}:{exc.body}"
+                key = f"{type(exc).__name__}:{exc.status}:{message}"
                 if key != last_logged:
-                    if isinstance(exc, OpenhimRejected):
+                    if not retry_later(exc):
                         log.error("OpenHIM rejected the registration of %s: %s", self.urn, message)
                     else:
                         log.warning("OpenHIM not reachable for registration: %s; retrying", message)
@@ -367,7 +401,7 @@ class OpenhimAgent:
             attempt += 1
             if max_attempts is not None and attempt >= max_attempts:
                 return False
-            self._sleep(self.backoff.delay(attempt - 1))
+            self._sleep(self.retry.pause(attempt, self._rng))
         return False
 
     def start(self) -> None:
@@ -400,13 +434,15 @@ class OpenhimAgent:
         for attempt in range(attempts):
             try:
                 self.client.update_transaction(transaction_id, update)
-            except OpenhimUnavailable as exc:
+            except PeerError as exc:
+                if not retry_later(exc):
+                    log.error(
+                        "OpenHIM refused the update of transaction %s: %s", transaction_id, exc
+                    )
+                    return False
                 log.warning("updating transaction %s failed: %s", transaction_id, exc)
                 if attempt + 1 < attempts:
-                    self._sleep(self.backoff.delay(attempt))
-            except OpenhimError as exc:
-                log.error("OpenHIM refused the update of transaction %s: %s", transaction_id, exc)
-                return False
+                    self._sleep(self.retry.pause(attempt + 1, self._rng))
             else:
                 log.info(
                     "transaction %s updated with status %s", transaction_id, update.get("status")
@@ -417,7 +453,7 @@ class OpenhimAgent:
 
     def trigger_channel(self, name: str) -> str | None:
         """Trigger the named channel through core. Returns the channel id (None when
-        no such channel); raises OpenhimError when core could not trigger it."""
+        no such channel); raises PeerError when core could not trigger it."""
         channel_id = self.client.find_channel(name)
         if channel_id is None:
             return None
@@ -446,7 +482,7 @@ class OpenhimAgent:
                 self.registered = False
             self.start()
             return
-        except OpenhimError as exc:
+        except PeerError as exc:
             self._beat_failed(str(exc))
             return
         except Exception as exc:

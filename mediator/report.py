@@ -66,6 +66,21 @@ class RejectedRow(RowRef):
 
 
 DataSetStatus = Literal["success", "warning", "error", "skipped"]
+Outcome = Literal["success", "warning", "error"]
+
+
+def outcome(ok: int, problems: int) -> Outcome:
+    """The one rule behind every status, for a chunk, a data set and the run: success
+    when nothing went wrong; a warning when something went wrong but something else
+    reached DHIS2 (or was already there); an error when nothing did."""
+    if problems == 0:
+        return "success"
+    return "warning" if ok > 0 else "error"
+
+
+def rollup(parts: list[Outcome]) -> Outcome:
+    """The status of a whole from its parts' (batches of a data set, data sets of a run)."""
+    return outcome(ok=sum(p != "error" for p in parts), problems=sum(p != "success" for p in parts))
 
 
 class OrgUnitCoverage(BaseModel):
@@ -106,6 +121,9 @@ class DataSetResult(BaseModel):
     delivered: int = 0  # rows DHIS2 confirmed it holds after this run
     error: str | None = None
     error_status: int | None = None  # DHIS2's HTTP status behind ``error``, when it answered
+    # what kind of failure ``error`` is (http.PeerError.kind: unreachable, timeout, tls,
+    # credentials, forbidden, redirect, status, body), for diagnoses to decide by
+    error_kind: str | None = None
     # what CHT gave for this period (filled by the run orchestration)
     period_type: str = "Monthly"
     months: list[str] = Field(default_factory=list)  # the target~YYYY-MM~ tags read
@@ -155,6 +173,11 @@ class ChtRead(BaseModel):
 
 
 RunStatus = Literal["Successful", "Completed with error(s)", "Failed"]
+RUN_STATUS: dict[Outcome, RunStatus] = {
+    "success": "Successful",
+    "warning": "Completed with error(s)",
+    "error": "Failed",
+}
 
 
 class RunReport(BaseModel):
@@ -182,12 +205,8 @@ class RunReport(BaseModel):
     def status(self) -> RunStatus:
         """Successful: everything imported cleanly. Completed with error(s): DHIS2
         rejected rows or a data set could not be pushed. Failed: nothing delivered."""
-        errors = any(f.level == "error" for f in self.findings) or any(
-            r.status == "error" for r in self.results
-        )
-        delivered = any(r.status in ("success", "warning") for r in self.results)
-        if not delivered and (errors or not self.results):
-            return "Failed"
-        if errors or any(r.status == "warning" for r in self.results):
-            return "Completed with error(s)"
-        return "Successful"
+        parts: list[Outcome] = [r.status for r in self.results if r.status != "skipped"]
+        parts += ["error" for f in self.findings if f.level == "error"]
+        if not self.results:
+            parts.append("error")  # a run that did nothing delivered nothing
+        return RUN_STATUS[rollup(parts)]

@@ -34,8 +34,6 @@ def d2() -> Iterator[Dhis2StandIn]:
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Back-off of 0.05 s, 0.1 s … instead of 1 s, 2 s …: the retry logic and its
     bounds stay real, the suite stays fast. Retry-After is still honoured as sent."""
-    from mediator import cht
-    from mediator.dhis2 import Dhis2Client
+    from mediator.http import RetryPolicy
 
-    monkeypatch.setattr(Dhis2Client, "_backoff", lambda self, attempt: 0.05 * attempt)
-    monkeypatch.setattr(cht, "RETRY_BASE_SECONDS", 0.05)
+    monkeypatch.setattr(RetryPolicy, "pause", lambda self, attempt, rng: 0.05 * attempt)

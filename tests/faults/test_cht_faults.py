@@ -59,7 +59,7 @@ def test_cht_down_fails_the_run_and_pushes_nothing(couch, base_db, d2):
     cfg = config(f"http://127.0.0.1:{free_port()}", base_db, d2.url)
     report = push(cfg)
     assert report.status == "Failed"
-    assert "unreachable" in cht_error(report) and "after 3 attempts" in cht_error(report)
+    assert "unreachable" in cht_error(report) and "after 3 attempt(s)" in cht_error(report)
     assert no_push(d2)
 
 

@@ -21,7 +21,8 @@ from devstack.faultproxy import FaultProxy
 from devstack.openhim_standin import OpenhimStandIn
 from mediator.config import OpenhimSettings, RuntimeConfig
 from mediator.console_config import load_registration
-from mediator.openhim import OpenhimClient, OpenhimUnavailable
+from mediator.http import TlsFailed
+from mediator.openhim import OpenhimClient
 from mediator.pipeline import execute
 
 from .helpers import held, request
@@ -195,7 +196,9 @@ def test_openhim_tls_default_bundle_and_self_signed_switch(peers, certs, caplog)
         "OPENHIM_USERNAME": "root@openhim.org",
         "OPENHIM_PASSWORD": "openhim-password",
     }
-    with pytest.raises(OpenhimUnavailable, match=r"TLS failed for POST .*OPENHIM_CA_BUNDLE"):
+    with pytest.raises(
+        TlsFailed, match=r"TLS certificate verification failed for OpenHIM .*OPENHIM_CA_BUNDLE"
+    ):
         OpenhimClient(OpenhimSettings.from_env(base)).register(registration)
     OpenhimClient(
         OpenhimSettings.from_env({**base, "OPENHIM_CA_BUNDLE": certs["ca.pem"]})

@@ -18,7 +18,7 @@ import base64
 import copy
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
@@ -54,13 +54,14 @@ def state_dir(request, tmp_path) -> str | None:
 def http(monkeypatch) -> list[tuple[str, str, dict[str, Any]]]:
     """Every HTTP request made (method, path, params), passed on to the real server."""
     calls: list[tuple[str, str, dict[str, Any]]] = []
-    real = requests.Session.request
+    real = requests.Session.send
 
-    def spy(self, method, url, *args, **kwargs):
-        calls.append((method.upper(), urlsplit(url).path, dict(kwargs.get("params") or {})))
-        return real(self, method, url, *args, **kwargs)
+    def spy(self, request, **kwargs):
+        parts = urlsplit(request.url)
+        calls.append((request.method.upper(), parts.path, dict(parse_qsl(parts.query))))
+        return real(self, request, **kwargs)
 
-    monkeypatch.setattr(requests.Session, "request", spy)
+    monkeypatch.setattr(requests.Session, "send", spy)
     return calls
 
 

@@ -20,6 +20,7 @@ from devstack.dhis2_standin import Dhis2StandIn
 from mediator.config import Dhis2Settings
 from mediator.dhis2 import Dhis2Client
 from mediator.models import DataValue, Exchange
+from mediator.pipeline import push
 
 VERSIONS = ["2.36", "2.37", "2.38.5", "2.40.3", "2.41", "2.42"]
 PERIOD = "202410"
@@ -82,7 +83,7 @@ def rows(births: list[float], anc: int = 3, deliveries: int = 0) -> list[DataVal
 def test_first_push_imports_and_an_identical_second_push_writes_nothing(
     standin: Dhis2StandIn,
 ) -> None:
-    first = client(standin).push(demo.DS_MONTHLY, PERIOD, rows([1.0, 2.0, 3.0, 4.0]))
+    first = push(client(standin), demo.DS_MONTHLY, PERIOD, rows([1.0, 2.0, 3.0, 4.0]))
     assert first.status == "success", first.error
     assert first.counts.imported == 5 and first.values_sent == 5 and first.delivered == 6
     held = stored(standin)
@@ -91,16 +92,16 @@ def test_first_push_imports_and_an_identical_second_push_writes_nothing(
     assert (demo.DE_FACILITY_DELIVERIES, CHUS[0], demo.DEFAULT_COC) not in held
 
     exchanges: list[Exchange] = []
-    second = client(standin, exchanges).push(demo.DS_MONTHLY, PERIOD, rows([1.0, 2.0, 3.0, 4.0]))
+    second = push(client(standin, exchanges), demo.DS_MONTHLY, PERIOD, rows([1.0, 2.0, 3.0, 4.0]))
     assert (second.status, second.values_sent, second.values_unchanged) == ("success", 0, 6)
     assert not [e for e in exchanges if e.method == "POST"]
     assert stored(standin) == held
 
 
 def test_lowered_to_zero_or_removed_values_leave_dhis2(standin: Dhis2StandIn) -> None:
-    client(standin).push(demo.DS_MONTHLY, PERIOD, rows([1, 2, 3, 4]))
+    push(client(standin), demo.DS_MONTHLY, PERIOD, rows([1, 2, 3, 4]))
     later = [r for r in rows([0, 2, 3, 4]) if r.orgUnit != CHUS[3]]  # CHU 4 dropped out
-    result = client(standin).push(demo.DS_MONTHLY, PERIOD, later, scope_org_units=CHUS)
+    result = push(client(standin), demo.DS_MONTHLY, PERIOD, later, scope_org_units=CHUS)
     assert result.status == "success", result.error
     assert result.values_cleared == 2 and result.counts.deleted == 2
     held = stored(standin)
@@ -114,7 +115,7 @@ def test_refused_rows_are_reported_row_by_row(standin: Dhis2StandIn) -> None:
         *rows([1, 2, 3, 4]),
         DataValue(dataElement=demo.DE_BIRTHS, orgUnit="bbbbbbbbbbb", value=5),
     ]
-    result = client(standin).push(demo.DS_MONTHLY, PERIOD, values)
+    result = push(client(standin), demo.DS_MONTHLY, PERIOD, values)
     assert result.status == "warning"
     assert [(r.dataElement, r.orgUnit, r.value) for r in result.rejected] == [
         (demo.DE_BIRTHS, "bbbbbbbbbbb", "5")
@@ -126,16 +127,16 @@ def test_refused_rows_are_reported_row_by_row(standin: Dhis2StandIn) -> None:
 
 def test_a_period_not_open_yet_is_refused_before_posting(standin: Dhis2StandIn) -> None:
     exchanges: list[Exchange] = []
-    result = client(standin, exchanges).push(demo.DS_MONTHLY, "202411", rows([1, 2, 3, 4]))
+    result = push(client(standin, exchanges), demo.DS_MONTHLY, "202411", rows([1, 2, 3, 4]))
     assert result.status == "error"
     assert [f.code for f in result.preflight] == ["period_not_open_yet"]
     assert not [e for e in exchanges if e.method == "POST"]
 
 
 def test_a_dry_run_changes_nothing(standin: Dhis2StandIn) -> None:
-    client(standin).push(demo.DS_MONTHLY, PERIOD, rows([1, 2, 3, 4]))
+    push(client(standin), demo.DS_MONTHLY, PERIOD, rows([1, 2, 3, 4]))
     before = stored(standin)
-    result = client(standin).push(demo.DS_MONTHLY, PERIOD, rows([9, 0, 3, 4]), dry_run=True)
+    result = push(client(standin), demo.DS_MONTHLY, PERIOD, rows([9, 0, 3, 4]), dry_run=True)
     assert result.dry_run and result.values_sent == 2 and result.status == "success"
     assert stored(standin) == before
 
@@ -150,8 +151,11 @@ def test_async_import_with_an_api_token_or_basic_on_236(standin: Dhis2StandIn) -
             url=standin.url, username="admin", password=SecretStr(token), async_import=True
         )
     exchanges: list[Exchange] = []
-    result = Dhis2Client(settings, recorder=exchanges.append).push(
-        demo.DS_MONTHLY, PERIOD, rows([1, 2, 3, 4])
+    result = push(
+        Dhis2Client(settings, recorder=exchanges.append),
+        demo.DS_MONTHLY,
+        PERIOD,
+        rows([1, 2, 3, 4]),
     )
     assert result.status == "success" and result.counts.imported == 5
     assert any("taskSummaries" in e.path for e in exchanges)

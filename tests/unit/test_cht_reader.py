@@ -242,7 +242,7 @@ def test_an_html_error_page_is_reduced_to_its_title():
     with pytest.raises(ChtError) as exc:
         reader().app_settings()
     assert str(exc.value).endswith(
-        "answered HTTP 502 while reading the settings doc: 502 Bad Gateway"
+        "answered HTTP 502 (reading the settings doc) after 3 attempt(s): 502 Bad Gateway"
     )
 
 

@@ -17,8 +17,10 @@ import responses
 from pydantic import SecretStr
 
 from mediator.config import Dhis2Settings
-from mediator.dhis2 import Dhis2AuthError, Dhis2Client, Dhis2Error, parse_version
+from mediator.dhis2 import Dhis2Client, parse_version
+from mediator.http import CredentialsRefused, PeerError
 from mediator.models import DataValue, Exchange
+from mediator.pipeline import preflight, push
 
 EXAMPLES = Path(__file__).parent / "dhis2_examples"
 BASE = "https://dhis2.example.org"
@@ -58,7 +60,7 @@ class Harness:
         self.client = Dhis2Client(
             settings(**changes), recorder=self.exchanges.append, sleep=self.sleeps.append
         )
-        self.client.random = random.Random(1)
+        self.client.http.rng = random.Random(1)
 
     def calls(self, method: str, url: str) -> list[Any]:
         return [
@@ -157,7 +159,7 @@ def test_basic_credentials_are_sent_up_front_and_never_recorded(
 ) -> None:
     serve_dhis2(mock)
     h = Harness(mock)
-    h.client.push(DS, PERIOD, [dv(MEASLES, 3)])
+    push(h.client, DS, PERIOD, [dv(MEASLES, 3)])
     expected = "Basic " + base64.b64encode(f"mediator:{PASSWORD}".encode()).decode()
     assert all(c.request.headers["Authorization"] == expected for c in mock.calls)
     assert len(h.exchanges) == len(mock.calls) == 4  # info, metadata, read, post
@@ -172,7 +174,7 @@ def test_api_token_goes_in_the_apitoken_header_and_is_never_recorded(
 ) -> None:
     serve_dhis2(mock)
     h = Harness(mock, username=None, password=None, token=SecretStr(TOKEN))
-    h.client.push(DS, PERIOD, [dv(MEASLES, 3)])
+    push(h.client, DS, PERIOD, [dv(MEASLES, 3)])
     assert all(c.request.headers["Authorization"] == f"ApiToken {TOKEN}" for c in mock.calls)
     recorded = json.dumps([e.model_dump(mode="json") for e in h.exchanges])
     assert TOKEN not in recorded and "ApiToken ****" in recorded
@@ -185,10 +187,10 @@ def test_a_redirect_to_the_login_page_is_an_auth_error_and_is_not_followed(
     mock.get(INFO, status=302, headers={"Location": login})
     mock.get(login, body="<html>login</html>")
     h = Harness(mock)
-    with pytest.raises(Dhis2AuthError, match="redirected to its login page"):
+    with pytest.raises(CredentialsRefused, match="redirected to its login page"):
         h.client.system_info()
     assert len(mock.calls) == 1  # the login page was never requested
-    with pytest.raises(Dhis2AuthError):  # and the refused credentials are not tried again
+    with pytest.raises(CredentialsRefused):  # and the refused credentials are not tried again
         h.client.system_info()
     assert len(mock.calls) == 1
 
@@ -206,7 +208,7 @@ def test_refused_credentials_fail_the_push_without_retrying(
 ) -> None:
     mock.get(INFO, status=status, json=example(name))
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 3)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 3)])
     assert result.status == "error"
     assert result.error is not None and words in result.error
     assert PASSWORD not in result.error
@@ -216,7 +218,7 @@ def test_refused_credentials_fail_the_push_without_retrying(
 def test_a_403_on_import_reports_the_missing_authority(mock: responses.RequestsMock) -> None:
     serve_dhis2(mock, imports=[(403, example("constructed_403_missing_F_DATAVALUE_ADD.json"))])
     h = Harness(mock, chunk_size=1)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 3), dv(DYSENTERY, 4)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 3), dv(DYSENTERY, 4)])
     assert result.status == "error"
     assert result.error is not None and "Access is denied" in result.error
     assert len(h.calls("POST", DVS)) == 1  # the second chunk would fail the same way
@@ -256,7 +258,7 @@ def test_429_honours_retry_after(mock: responses.RequestsMock) -> None:
 def test_a_retry_after_beyond_the_budget_gives_up_at_once(mock: responses.RequestsMock) -> None:
     mock.get(INFO, status=429, headers={"Retry-After": "600"})
     h = Harness(mock, max_retry_seconds=60)
-    with pytest.raises(Dhis2Error, match="HTTP 429"):
+    with pytest.raises(PeerError, match="HTTP 429"):
         h.client.system_info()
     assert h.sleeps == [] and len(mock.calls) == 1
 
@@ -264,7 +266,7 @@ def test_a_retry_after_beyond_the_budget_gives_up_at_once(mock: responses.Reques
 def test_attempts_are_bounded(mock: responses.RequestsMock) -> None:
     mock.get(INFO, status=503)
     h = Harness(mock, max_attempts=3)
-    with pytest.raises(Dhis2Error, match=r"HTTP 503 .* after 3 attempt"):
+    with pytest.raises(PeerError, match=r"HTTP 503 .* after 3 attempt"):
         h.client.system_info()
     assert len(mock.calls) == 3 and len(h.sleeps) == 2
 
@@ -272,7 +274,7 @@ def test_attempts_are_bounded(mock: responses.RequestsMock) -> None:
 def test_total_retry_time_is_bounded(mock: responses.RequestsMock) -> None:
     mock.get(INFO, status=502)
     h = Harness(mock, max_attempts=20, max_retry_seconds=10)
-    with pytest.raises(Dhis2Error):
+    with pytest.raises(PeerError):
         h.client.system_info()
     assert sum(h.sleeps) <= 10
 
@@ -282,7 +284,7 @@ def test_total_retry_time_is_bounded(mock: responses.RequestsMock) -> None:
     [
         (requests.ConnectTimeout("connect timed out"), "timed out"),
         (requests.ReadTimeout("read timed out"), "timed out"),
-        (requests.ConnectionError("Connection refused"), "could not connect"),
+        (requests.ConnectionError("Connection refused"), "is unreachable"),
     ],
 )
 def test_timeouts_and_refused_connections_are_retried_then_reported(
@@ -290,7 +292,7 @@ def test_timeouts_and_refused_connections_are_retried_then_reported(
 ) -> None:
     mock.get(INFO, body=error)
     h = Harness(mock, max_attempts=3)
-    with pytest.raises(Dhis2Error, match=words) as caught:
+    with pytest.raises(PeerError, match=words) as caught:
         h.client.system_info()
     assert BASE in str(caught.value)
     assert len(mock.calls) == 3 and len(h.sleeps) == 2
@@ -309,7 +311,7 @@ def test_a_timeout_then_success_is_transparent(mock: responses.RequestsMock) -> 
 def test_other_4xx_are_never_retried(mock: responses.RequestsMock, status: int) -> None:
     mock.get(INFO, status=status, json={"httpStatusCode": status, "message": "no"})
     h = Harness(mock)
-    with pytest.raises(Dhis2Error, match=f"HTTP {status}"):
+    with pytest.raises(PeerError, match=f"HTTP {status}"):
         h.client.system_info()
     assert len(mock.calls) == 1 and h.sleeps == []
 
@@ -317,7 +319,7 @@ def test_other_4xx_are_never_retried(mock: responses.RequestsMock, status: int) 
 def test_a_retried_post_delivers_once(mock: responses.RequestsMock) -> None:
     serve_dhis2(mock, imports=[(502, None), (200, summary(imported=1))])
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 3)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 3)])
     assert result.status == "success"
     assert len(h.calls("POST", DVS)) == 2 and len(h.sleeps) == 1
     assert result.counts.imported == 1 and result.delivered == 1
@@ -333,8 +335,8 @@ def test_a_retried_post_delivers_once(mock: responses.RequestsMock) -> None:
 def test_preflight_reads_the_metadata_once_per_data_set(mock: responses.RequestsMock) -> None:
     serve_dhis2(mock)
     h = Harness(mock)
-    first = h.client.preflight(DS, PERIOD, [dv(MEASLES, 1)])
-    second = h.client.preflight(DS, "202409", [dv(DYSENTERY, 1)])
+    first = preflight(h.client, DS, PERIOD, [dv(MEASLES, 1)])
+    second = preflight(h.client, DS, "202409", [dv(DYSENTERY, 1)])
     assert first.findings == []
     assert [f.code for f in second.findings] == ["period_expired"]  # ended 2024-09-30 + 30 days
     metadata = h.calls("GET", META)
@@ -353,7 +355,7 @@ def test_a_missing_data_set_is_a_finding_and_nothing_is_posted(
         json=example("constructed_404_dataset_241.json"),
     )
     h = Harness(mock)
-    result = h.client.push("zzzzzzzzzzz", PERIOD, [dv(MEASLES, 1)])
+    result = push(h.client, "zzzzzzzzzzz", PERIOD, [dv(MEASLES, 1)])
     assert result.status == "error"
     assert [f.code for f in result.preflight] == ["data_set_not_found"]
     assert h.calls("POST", DVS) == [] and h.calls("GET", DVS) == []
@@ -362,7 +364,7 @@ def test_a_missing_data_set_is_a_finding_and_nothing_is_posted(
 def test_a_locked_period_blocks_before_posting(mock: responses.RequestsMock) -> None:
     serve_dhis2(mock)
     h = Harness(mock)
-    result = h.client.push(DS, "202301", [dv(MEASLES, 1)])
+    result = push(h.client, DS, "202301", [dv(MEASLES, 1)])
     assert result.status == "error"
     assert result.error is not None and "202301" in result.error
     assert [f.code for f in result.preflight] == ["period_expired"]
@@ -374,7 +376,7 @@ def test_rows_refused_by_preflight_are_reported_and_the_rest_is_sent(
 ) -> None:
     serve_dhis2(mock, imports=[(200, summary(imported=1))])
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 2.5), dv(DYSENTERY, 4)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 2.5), dv(DYSENTERY, 4)])
     assert result.status == "warning"
     assert [(r.dataElement, r.value) for r in result.rejected] == [(MEASLES, "2.5")]
     assert h.posted() == [
@@ -391,7 +393,7 @@ def test_first_push_sends_values_as_strings_per_value_and_no_complete_date(
 ) -> None:
     serve_dhis2(mock, imports=[(200, summary(imported=3))])
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 12.0), dv(DYSENTERY, 2.5), dv(CHOLERA, 0)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 12.0), dv(DYSENTERY, 2.5), dv(CHOLERA, 0)])
     post = h.calls("POST", DVS)[0].request
     body = json.loads(post.body)
     assert body == {
@@ -418,7 +420,7 @@ def test_an_identical_second_push_sends_nothing(mock: responses.RequestsMock) ->
     serve_dhis2(mock, held=held)
     h = Harness(mock)
     rows = [dv(MEASLES, 12.0), dv(DYSENTERY, 2.5), dv(CHOLERA, 0), dv(MEASLES, 0, ou=OU2)]
-    result = h.client.push(DS, PERIOD, rows)
+    result = push(h.client, DS, PERIOD, rows)
     assert h.calls("POST", DVS) == []
     assert (result.values_sent, result.values_unchanged, result.values_cleared) == (0, 4, 0)
     assert result.status == "success" and result.delivered == 4
@@ -437,7 +439,7 @@ def test_only_changed_values_are_sent_and_dropped_ones_are_cleared(
     serve_dhis2(mock, held=held, imports=[(200, summary(updated=1, deleted=2))])
     h = Harness(mock)
     rows = [dv(MEASLES, 12), dv(DYSENTERY, 0), dv(CHOLERA, 0)]
-    result = h.client.push(DS, PERIOD, rows, scope_org_units=[OU2])
+    result = push(h.client, DS, PERIOD, rows, scope_org_units=[OU2])
     assert h.posted() == [
         [
             {"dataElement": DYSENTERY, "period": PERIOD, "orgUnit": OU, "value": ""},
@@ -465,7 +467,7 @@ def test_values_of_elements_the_engine_does_not_map_are_never_touched(
     """Somebody typed Cholera in DHIS2; the engine maps only Measles."""
     serve_dhis2(mock, held=[held_value(CHOLERA, "7"), held_value(MEASLES, "2")])
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 2)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 2)])
     assert h.calls("POST", DVS) == []
     assert result.values_sent == 0 and result.values_unchanged == 1
 
@@ -473,7 +475,7 @@ def test_values_of_elements_the_engine_does_not_map_are_never_touched(
 def test_mapped_rows_let_a_vanished_org_unit_be_cleared(mock: responses.RequestsMock) -> None:
     serve_dhis2(mock, held=[held_value(MEASLES, "5", ou=OU2)], imports=[(200, summary(deleted=1))])
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [], scope_org_units=[OU2], mapped=[(MEASLES, None, None)])
+    result = push(h.client, DS, PERIOD, [], scope_org_units=[OU2], mapped=[(MEASLES, None, None)])
     assert [v["value"] for v in h.posted()[0]] == [""]
     assert result.values_cleared == 1 and result.status == "success"
 
@@ -481,7 +483,7 @@ def test_mapped_rows_let_a_vanished_org_unit_be_cleared(mock: responses.Requests
 def test_a_zero_where_dhis2_holds_nothing_sends_nothing(mock: responses.RequestsMock) -> None:
     serve_dhis2(mock)
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 0), dv(DYSENTERY, 0.0)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 0), dv(DYSENTERY, 0.0)])
     assert h.calls("POST", DVS) == []
     assert result.values_unchanged == 2 and result.status == "success"
 
@@ -490,7 +492,7 @@ def test_reads_are_batched_to_keep_urls_short(mock: responses.RequestsMock) -> N
     serve_dhis2(mock, imports=[(200, summary(imported=120))])
     h = Harness(mock, chunk_size=1000)
     units = [f"ou{n:09d}" for n in range(120)]
-    h.client.push(DS, PERIOD, [dv(MEASLES, 1, ou=u) for u in units])
+    push(h.client, DS, PERIOD, [dv(MEASLES, 1, ou=u) for u in units])
     reads = h.calls("GET", DVS)
     sizes = [len(parse_qs(urlsplit(c.request.url).query)["orgUnit"]) for c in reads]
     assert sizes == [50, 50, 20]
@@ -519,7 +521,7 @@ def test_a_read_refused_for_a_batch_falls_back_to_single_org_units(
     mock.add_callback(responses.GET, DVS, callback=read)
     mock.post(DVS, json=summary(imported=1))
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 4), dv(MEASLES, 4, ou="bbbbbbbbbbb")])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 4), dv(MEASLES, 4, ou="bbbbbbbbbbb")])
     assert len(h.calls("GET", DVS)) == 3
     assert result.values_unchanged == 1 and result.values_sent == 1
     assert "existing_values_unreadable" in [f.code for f in result.preflight]
@@ -566,7 +568,7 @@ def test_chunks_are_independent_and_rejections_map_back_to_rows_on_241(
         ],
     )
     h = Harness(mock, chunk_size=2)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, n + 1, ou=u) for n, u in enumerate(units)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, n + 1, ou=u) for n, u in enumerate(units)])
     assert [len(c) for c in h.posted()] == [2, 2, 1]
     assert (result.chunks_sent, result.chunks_failed) == (3, 0)
     assert result.counts.imported == 4 and result.counts.ignored == 1
@@ -591,7 +593,7 @@ def test_rejections_on_236_map_back_by_conflict_object(mock: responses.RequestsM
     serve_dhis2(mock, imports=[(200, body)], version="2.36.11")
     h = Harness(mock)
     rows = [dv(MEASLES, 1), dv(MEASLES, 2, ou="bbbbbbbbbbb"), dv(DYSENTERY, 3)]
-    result = h.client.push(DS, PERIOD, rows)
+    result = push(h.client, DS, PERIOD, rows)
     assert [(r.orgUnit, r.reason) for r in result.rejected] == [
         ("bbbbbbbbbbb", "Organisation unit not found or not accessible")
     ]
@@ -604,7 +606,7 @@ def test_unattributable_236_conflicts_are_kept_and_counted(mock: responses.Reque
     body["conflicts"] = [{"object": "Value", "value": "Something DHIS2 did not like"}]
     serve_dhis2(mock, imports=[(200, body)], version="2.36.0")
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 1)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 1)])
     assert len(result.conflicts) == 1 and result.rejected == []
     assert "conflicts_unattributed" in [f.code for f in result.preflight]
     assert result.status == "warning"
@@ -618,7 +620,7 @@ def test_a_failed_chunk_does_not_block_the_rest(mock: responses.RequestsMock) ->
         + [(200, summary(imported=1))],
     )
     h = Harness(mock, chunk_size=1, max_attempts=2)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 1), dv(DYSENTERY, 2), dv(CHOLERA, 3)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 1), dv(DYSENTERY, 2), dv(CHOLERA, 3)])
     assert (result.chunks_sent, result.chunks_failed) == (3, 1)
     assert [r.dataElement for r in result.rejected] == [DYSENTERY]
     assert "HTTP 500" in result.rejected[0].reason
@@ -631,7 +633,7 @@ def test_an_aborted_import_accepts_nothing(mock: responses.RequestsMock) -> None
         mock, imports=[(409, example("constructed_241_409_error_aborted_dataset_not_found.json"))]
     )
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 1), dv(DYSENTERY, 2)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 1), dv(DYSENTERY, 2)])
     assert result.status == "error" and result.delivered == 0
     assert result.chunks_failed == 1 and len(result.rejected) == 2
     assert result.error is not None and "Data set not found" in result.error
@@ -640,7 +642,7 @@ def test_an_aborted_import_accepts_nothing(mock: responses.RequestsMock) -> None
 def test_a_409_without_an_import_summary_is_an_error(mock: responses.RequestsMock) -> None:
     serve_dhis2(mock, imports=[(409, {"httpStatusCode": 409, "message": "Conflict happened"})])
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 1)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 1)])
     assert result.status == "error" and result.chunks_failed == 1
     assert result.error is not None and "Conflict happened" in result.error
     assert len(h.calls("POST", DVS)) == 1
@@ -651,7 +653,7 @@ def test_a_dry_run_posts_with_dry_run_and_delivers_nothing_new(
 ) -> None:
     serve_dhis2(mock, held=[held_value(MEASLES, "1")], imports=[(200, summary(imported=1))])
     h = Harness(mock)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 1), dv(DYSENTERY, 2)], dry_run=True)
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 1), dv(DYSENTERY, 2)], dry_run=True)
     query = parse_qs(urlsplit(h.calls("POST", DVS)[0].request.url).query)
     assert query["dryRun"] == ["true"]
     assert result.dry_run and result.status == "success"
@@ -671,7 +673,7 @@ def test_async_import_polls_the_job_then_reads_its_summary(mock: responses.Reque
     mock.get(summaries, body="")
     mock.get(summaries, json=example("docs241_response_taskSummaries_importSummary.json"))
     h = Harness(mock, async_import=True)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 1)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 1)])
     query = parse_qs(urlsplit(h.calls("POST", DVS)[0].request.url).query)
     assert query["async"] == ["true"]
     assert len(h.calls("GET", tasks)) == 3 and len(h.calls("GET", summaries)) == 2
@@ -683,7 +685,7 @@ def test_async_polling_is_bounded(mock: responses.RequestsMock) -> None:
     serve_dhis2(mock, imports=[(200, example("docs241_response_async_initiated.json"))])
     mock.get(f"{BASE}/api/system/tasks/DATAVALUE_IMPORT/YR1UxOUXmzT", json=[])
     h = Harness(mock, async_import=True, timeout=60)
-    result = h.client.push(DS, PERIOD, [dv(MEASLES, 1)])
+    result = push(h.client, DS, PERIOD, [dv(MEASLES, 1)])
     assert result.status == "error"
     assert result.error is not None and "did not finish within 60 s" in result.error
     assert 60 <= sum(h.sleeps) <= 65 and max(h.sleeps) == 5.0

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import logging
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,14 +17,8 @@ from pydantic import SecretStr
 
 from mediator.config import OpenhimSettings
 from mediator.console_config import ConsoleConfig, load_registration
-from mediator.openhim import (
-    Backoff,
-    MediatorNotFound,
-    OpenhimAgent,
-    OpenhimClient,
-    OpenhimRejected,
-    OpenhimUnavailable,
-)
+from mediator.http import BadStatus, CredentialsRefused, Forbidden, RetryPolicy
+from mediator.openhim import MediatorNotFound, OpenhimAgent, OpenhimClient, retry_later
 
 CORE = "https://openhim.test:8080"
 URN = "urn:mediator:cht-dhis2-aggregate"
@@ -49,7 +44,7 @@ def make_agent(
         OpenhimClient(settings()),
         registration,
         ConsoleConfig(registration["configDefs"]),
-        backoff=Backoff(base=2.0, cap=30.0, rng=lambda low, high: high),
+        retry=RetryPolicy(attempts=10**6, base_seconds=2.0, cap_seconds=30.0, jitter=False),
         sleep=(sleeps.append if sleeps is not None else lambda s: None),
         monotonic=lambda: next(ticks),
     )
@@ -96,10 +91,11 @@ def test_registration_retries_with_capped_backoff_while_core_is_down(
 
 
 def test_backoff_jitter_stays_between_half_and_full_delay() -> None:
-    backoff = Backoff(base=1.0, cap=60.0)
-    for attempt in range(40):
-        delay = backoff.delay(attempt)
-        ceiling = min(60.0, 2.0**attempt)
+    policy = RetryPolicy(base_seconds=1.0, cap_seconds=60.0)
+    rng = random.Random(7)
+    for attempt in range(1, 41):
+        delay = policy.pause(attempt, rng)
+        ceiling = min(60.0, 2.0 ** (attempt - 1))
         assert ceiling / 2 <= delay <= ceiling
 
 
@@ -124,15 +120,19 @@ def test_registration_400_logs_cores_validation_message_once(
 @responses.activate
 def test_registration_401_names_the_credentials() -> None:
     responses.post(f"{CORE}/mediators", status=401, body="Unauthorized")
-    with pytest.raises(OpenhimRejected, match="OPENHIM_USERNAME/OPENHIM_PASSWORD"):
+    with pytest.raises(CredentialsRefused, match="OPENHIM_USERNAME/OPENHIM_PASSWORD"):
         OpenhimClient(settings()).register({"urn": URN})
 
 
 @responses.activate
 def test_5xx_is_retryable_and_4xx_is_not() -> None:
     responses.post(f"{CORE}/mediators", status=502)
-    with pytest.raises(OpenhimUnavailable):
+    responses.post(f"{CORE}/mediators", status=400, body="ValidationError")
+    with pytest.raises(BadStatus) as away:
         OpenhimClient(settings()).register({"urn": URN})
+    with pytest.raises(BadStatus) as refused:
+        OpenhimClient(settings()).register({"urn": URN})
+    assert retry_later(away.value) and not retry_later(refused.value)
 
 
 def test_error_messages_do_not_show_credentials_in_the_url() -> None:
@@ -315,7 +315,7 @@ def test_token_auth_without_token_passport_says_to_use_basic() -> None:
         body="Could not find token passport for user ops@example.org",
     )
     client = OpenhimClient(settings(auth="token", username="ops@example.org"))
-    with pytest.raises(OpenhimRejected, match="OPENHIM_AUTH=basic"):
+    with pytest.raises(CredentialsRefused, match="OPENHIM_AUTH=basic"):
         client.register({"urn": URN})
 
 
@@ -356,3 +356,30 @@ def test_report_transaction_retries_while_core_is_away() -> None:
     agent = make_agent(sleeps)
     assert agent.report_transaction("abc", {"status": "Failed"}) is True
     assert len(sleeps) == 2
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("version", "words"),
+    [
+        ("8.5.0", "needs the admin role for the transaction update (core 8.5.0 allows it"),
+        ("8.6.0", "role needs the channel-manage-all permission (core 8.6.0)"),
+        (None, "needs the admin role for the transaction update (core 8.5 and earlier"),
+    ],
+)
+def test_a_403_says_what_this_call_needs_on_this_core(version: str | None, words: str) -> None:
+    """Core 8.5.0 allows every call the mediator makes to admins only (its
+    ``authorisation.inGroup('admin', …)``); later cores check role permissions."""
+    responses.put(
+        f"{CORE}/transactions/abc",
+        status=403,
+        body="User ops@example.org is not an admin, API access to updateTransaction denied.",
+    )
+    if version is None:
+        responses.get(f"{CORE}/about", status=404)
+    else:
+        responses.get(f"{CORE}/about", json={"currentCoreVersion": version})
+    with pytest.raises(Forbidden) as exc:
+        OpenhimClient(settings()).update_transaction("abc", {"status": "Failed"})
+    assert words in str(exc.value)
+    assert "API access to updateTransaction denied" in str(exc.value)  # core's own words
