@@ -561,14 +561,11 @@ class _Import:
         de = md.find("dataElements", de_raw, self.opts.scheme("dataElementIdScheme"))
         if de is None:
             return self._reject(i, c.de_not_found(i, de_raw))
-        period: Period | None = (
-            self.outer_period if self.outer_pe_raw else parse_period(pe_raw, self.v.iso_dash_daily)
-        )
+        # an unparseable set-level period falls back to the entry's own, and the conflict
+        # names the entry's (2.36.13.2 DVSS:1008-1010,1063; 2.41.9.1 DVSS:1214-1221)
+        period = self.outer_period or parse_period(pe_raw, self.v.iso_dash_daily)
         if period is None:
-            shown = (
-                pe_raw if self.v.extended_conflicts or not self.outer_pe_raw else self.outer_pe_raw
-            )
-            return self._reject(i, c.period_not_valid(i, shown))
+            return self._reject(i, c.period_not_valid(i, pe_raw))
         ou = self.outer_ou or md.find(
             "organisationUnits", ou_raw, self.opts.scheme("orgUnitIdScheme")
         )
