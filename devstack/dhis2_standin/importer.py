@@ -10,8 +10,10 @@ set"; from 2.39.1 against the target data sets, each check all-or-any as the
 setting.
 
 Choices where the reference is silent (recorded, not observed):
-- AOC option dates and org units (E7638/E7639) and file resources (E7645) are not
-  modelled.
+- E7638/E7639 read ``startDate``/``endDate``/``organisationUnits`` off the attribute
+  option combo itself (what its options give together); a data set's
+  ``openPeriodsAfterCoEndDate`` is not modelled. File values are not validated
+  beyond E7645.
 - Approval: a (workflow, period, org unit, attribute option combo) is approved or
   not; approval levels and the "lowest approval" walk up the hierarchy are not
   modelled.
@@ -64,6 +66,8 @@ STRATEGIES = {
     "NEW_AND_UPDATES": "CREATE_AND_UPDATE",
     "DELETES": "DELETE",
 }
+# ValueType.isFile: FILE_RESOURCE and IMAGE (2.41.9.1 ValueType.java)
+FILE_TYPES = {"FILE_RESOURCE", "IMAGE"}
 BOOL_TRUE = {"true", "on", "yes", "1"}
 BOOL_FALSE = {"false", "off", "no", "0"}
 
@@ -663,9 +667,26 @@ class _Import:
                 i, c.stored_by_not_valid(i, stored_by, "stored_by_length_greater_than_max_length")
             )
 
+        # the AOC's date range and org units (2.36.13.2 DVSS:1245-1275; 2.41.9.1 VAL
+        # checkDataValuePeriodWithinAttrOptionComboRange, checkDataValueOrgUnitValidForAttr...)
+        start, end = (locking.parse_dt(aoc.get(k)) for k in ("startDate", "endDate"))
+        first, last = (datetime.combine(d, datetime.min.time()) for d in (period.start, period.end))
+        if (start is not None and start > last) or (end is not None and end < first):
+            ids = (period.iso, aoc["id"], ou["id"])
+            return self._reject(i, c.period_outside_aoc(i, pe_raw, aoc_raw, ids))
+        aoc_ous = [o["id"] for o in aoc.get("organisationUnits") or []]
+        if aoc_ous and not any(o in ou["path"] for o in aoc_ous):  # OrganisationUnit.isDescendant
+            return self._reject(i, c.ou_outside_aoc(i, ou_raw, aoc_raw, ou["id"], aoc["id"]))
         failures = self._period_checks(i, de, period, ou, aoc, (ou_raw, pe_raw, aoc_raw))
         if failures:
             return self._reject_all(i, failures)
+        # DELETE of a file value that does not exist (2.36.13.2 DVSS:1350-1359; 2.41.9.1 VAL
+        # checkDataValueFileResourceExists)
+        if delete_strategy and de.get("valueType") in FILE_TYPES:
+            key = (de_id, period.iso, ou["id"], coc["id"], aoc["id"])
+            existing = self.ctx.store.get(key)
+            if existing is None or existing.deleted:
+                return self._reject(i, c.no_file_value(i, de_raw, de_id))
         self._write(
             i, de, period, ou, coc, aoc, value, comment, stored_by, followup, deleted, zero, entry
         )

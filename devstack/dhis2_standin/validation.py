@@ -475,6 +475,55 @@ class Conflicts:
             (stored_by, text),
         )
 
+    def period_outside_aoc(
+        self, i: int, pe_raw: str | None, aoc_raw: str | None, ids: tuple[str, str, str]
+    ) -> Conflict:
+        """E7638; ``ids`` are the resolved (period ISO, AOC, org unit)."""
+        pe, aoc, ou = ids
+        return self._pick(
+            _coded(
+                "E7638",
+                "period",
+                {"period": pe_raw, "categoryOptionCombo": aoc_raw},
+                f"Period: `{_q(pe_raw)}` is not within date range of attribute option combo: "
+                f"`{_q(aoc_raw)}`",
+                i,
+            ),
+            # 2.36.13.2 DVSS:1260-1262: the object is the org unit
+            (ou, f"Period: {pe} is not within date range of attribute option combo: {aoc}"),
+        )
+
+    def ou_outside_aoc(
+        self, i: int, ou_raw: str | None, aoc_raw: str | None, ou: str, aoc: str
+    ) -> Conflict:
+        return self._pick(
+            _coded(
+                "E7639",
+                "orgUnit",
+                {"organisationUnit": ou_raw, "categoryOptionCombo": aoc_raw},
+                f"Organisation unit: `{_q(ou_raw)}` is not valid for attribute option combo: "
+                f"`{_q(aoc_raw)}`",
+                i,
+            ),
+            # 2.36.13.2 DVSS:1271-1273
+            (ou, f"Organisation unit: {ou} is not valid for attribute option combo: {aoc}"),
+        )
+
+    def no_file_value(self, i: int, de_raw: str | None, de: str) -> Conflict:
+        """E7645: importStrategy=DELETE of a file-type value that does not exist."""
+        return self._pick(
+            _coded(
+                "E7645",
+                "dataElement",
+                {"dataElement": de_raw},
+                "No data value for file resource exist for the given combination for data "
+                f"element: `{_q(de_raw)}`",
+                i,
+            ),
+            # 2.36.13.2 DVSS:1356-1357
+            (de, "No data value for file resource exist for the given combination"),
+        )
+
     def expired(self, i: int, pe_raw: str | None, pe: str, ds: str) -> Conflict:
         return self._pick(
             _coded(

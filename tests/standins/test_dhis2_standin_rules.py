@@ -735,3 +735,60 @@ def test_full_patch_versions_parse_to_their_rules() -> None:
     assert flags["2.39.1.2"].target_data_sets and not flags["2.38.4"].target_data_sets
     with pytest.raises(ValueError):
         Dhis2Version.parse("2.35.9")
+
+
+def test_attribute_option_combo_dates_org_units_and_file_deletes(dhis2: Factory) -> None:
+    """E7638, E7639 and E7645 in 2.41 and 2.36 words."""
+    for version in ("2.41.1", "2.36.13"):
+        md = metadata(expiry=0)
+        md["categoryCombos"][1]["categoryOptionCombos"] += [
+            {"id": "aocEnded001", "endDate": "2023-12-31T00:00:00.000"},
+            {"id": "aocOther001", "organisationUnits": [{"id": OTHER}]},
+        ]
+        md["dataElements"].append({"id": "fileDe00001", "name": "File", "valueType": "IMAGE"})
+        md["dataSets"][0]["dataSetElements"].append({"dataElement": {"id": "fileDe00001"}})
+        standin = dhis2(version, md)
+        ended = [{"dataElement": DE, "attributeOptionCombo": "aocEnded001", "value": "1"}]
+        elsewhere = [{"dataElement": DE, "attributeOptionCombo": "aocOther001", "value": "1"}]
+        no_file = [{"dataElement": "fileDe00001", "period": JAN, "orgUnit": OU}]
+        got = [
+            summary(push(standin, ended))["conflicts"][0],
+            summary(push(standin, elsewhere))["conflicts"][0],
+            summary(push(standin, no_file, importStrategy="DELETE", header={}))["conflicts"][0],
+        ]
+        if version == "2.41.1":
+            assert [(c["errorCode"], c["value"]) for c in got] == [
+                (
+                    "E7638",
+                    "Period: `null` is not within date range of attribute option combo: "
+                    "`aocEnded001`",
+                ),
+                (
+                    "E7639",
+                    "Organisation unit: `null` is not valid for attribute option combo: "
+                    "`aocOther001`",
+                ),
+                (
+                    "E7645",
+                    "No data value for file resource exist for the given combination for "
+                    "data element: `fileDe00001`",
+                ),
+            ]
+        else:
+            assert got == [
+                {
+                    "object": OU,
+                    "value": f"Period: {JAN} is not within date range of attribute option "
+                    "combo: aocEnded001",
+                },
+                {
+                    "object": OU,
+                    "value": f"Organisation unit: {OU} is not valid for attribute option "
+                    "combo: aocOther001",
+                },
+                {
+                    "object": "fileDe00001",
+                    "value": "No data value for file resource exist for the given combination",
+                },
+            ]
+        assert held(standin) == {}
