@@ -256,6 +256,18 @@ class ImportContext:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Cell:
+    """One value being checked: its index, resolved objects and raw (ou, period, aoc)."""
+
+    index: int
+    de: dict[str, Any]
+    period: Period
+    ou: dict[str, Any]
+    aoc: dict[str, Any]
+    raw: tuple[str | None, str | None, str | None]
+
+
 class ImportFailure(Exception):
     """The reader or a header option failed: "The import process failed: ..."."""
 
@@ -677,7 +689,7 @@ class _Import:
         aoc_ous = [o["id"] for o in aoc.get("organisationUnits") or []]
         if aoc_ous and not any(o in ou["path"] for o in aoc_ous):  # OrganisationUnit.isDescendant
             return self._reject(i, c.ou_outside_aoc(i, ou_raw, aoc_raw, ou["id"], aoc["id"]))
-        failures = self._period_checks(i, de, period, ou, aoc, (ou_raw, pe_raw, aoc_raw))
+        failures = self._period_checks(_Cell(i, de, period, ou, aoc, (ou_raw, pe_raw, aoc_raw)))
         if failures:
             return self._reject_all(i, failures)
         # DELETE of a file value that does not exist (2.36.13.2 DVSS:1350-1359; 2.41.9.1 VAL
@@ -697,26 +709,19 @@ class _Import:
         self.conflicts.extend(conflicts[:-1])
         self._reject(index, conflicts[-1])
 
-    def _period_checks(
-        self,
-        i: int,
-        de: dict[str, Any],
-        period: Period,
-        ou: dict[str, Any],
-        aoc: dict[str, Any],
-        raw: tuple[str | None, str | None, str | None],
-    ) -> list[Conflict]:
+    def _period_checks(self, t: _Cell) -> list[Conflict]:
         """E7640 (expiry, lock exceptions), E7641 (future), E7642 (approval), E7643 (input
         periods), E7644 (element's data sets), in DHIS2's order; superuser + force skip all.
         """
+        i, de, period, ou, raw = t.index, t.de, t.period, t.ou, t.raw
         if self.force:
             # 2.36.13.2 DVSS:1282,1332,1341 (!forceDataInput);
             # 2.41.9.1 VAL checkDataValueTargetDataSets
             return []
         if self.v.target_data_sets:
-            failures = self._target_checks(i, de, period, ou, aoc, raw)
+            failures = self._target_checks(t)
         else:
-            failures = self._approval_data_set_checks(i, de, period, ou, aoc, raw)
+            failures = self._approval_data_set_checks(t)
         if failures:
             return failures
         # E7644: DataElement.isDataInputAllowedForPeriodAndDate: no data sets, or one open
@@ -740,17 +745,10 @@ class _Import:
             self.ctx.store.approvals
         )
 
-    def _approval_data_set_checks(
-        self,
-        i: int,
-        de: dict[str, Any],
-        period: Period,
-        ou: dict[str, Any],
-        aoc: dict[str, Any],
-        raw: tuple[str | None, str | None, str | None],
-    ) -> list[Conflict]:
+    def _approval_data_set_checks(self, t: _Cell) -> list[Conflict]:
         """Up to 2.39.0: the set-level data set, else the element's approval data set
         (2.37.10 ImportContext.java:227-233, VAL:573-660; 2.36.13.2 DVSS:1276-1338)."""
+        i, de, period, ou, aoc, raw = t.index, t.de, t.period, t.ou, t.aoc, t.raw
         de_sets = self.md.data_sets_of_element(de["id"])
         ds = self.ds if self.ds is not None else locking.approval_data_set(de_sets)
         if ds is None:
@@ -769,18 +767,11 @@ class _Import:
             return [self.c.not_open(i, shown_pe, period.iso, ds["id"], ou["id"])]
         return []
 
-    def _target_checks(
-        self,
-        i: int,
-        de: dict[str, Any],
-        period: Period,
-        ou: dict[str, Any],
-        aoc: dict[str, Any],
-        raw: tuple[str | None, str | None, str | None],
-    ) -> list[Conflict]:
+    def _target_checks(self, t: _Cell) -> list[Conflict]:
         """2.39.1+: each check over the target data sets; strict = every one must pass,
         otherwise one passing data set is enough (2.41.9.1 VAL checkDataValueTargetDataSets).
         """
+        i, de, period, ou, aoc, raw = t.index, t.de, t.period, t.ou, t.aoc, t.raw
         if self.ds is not None:
             targets = [self.ds]
         else:
