@@ -29,6 +29,7 @@ for observed DHIS2 behaviour):
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import socket
@@ -43,9 +44,10 @@ from typing import Any
 from flask import Flask, Response, g, redirect, request
 
 from ..net import ServerThread
-from .auth import DEFAULT_USER, Authenticator, User
+from .auth import DEFAULT_USER, SUPERUSER, Authenticator, User
 from .faults import Fault, FaultPlan
 from .importer import (
+    STRICT_SETTINGS,
     BadParameter,
     ImportContext,
     ImportOptions,
@@ -80,14 +82,43 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _period_name(iso: str) -> str:
+    """I18nFormat.formatPeriod for monthly periods ("January 2024"); others keep their ISO."""
+    parsed = parse_period(iso)
+    if parsed is not None and parsed.type_name == "Monthly":
+        return parsed.start.strftime("%B %Y")
+    return iso
+
+
+def default_settings(version: Dhis2Version) -> dict[str, Any]:
+    """The import system settings a fresh install has: all false, except the
+    ``strictDataSet*`` ones, true from 2.39.1 (2.39.1 SettingKey.java:151-164)."""
+    out: dict[str, Any] = {}
+    for key in STRICT_SETTINGS:
+        if "DataSet" in key:
+            if version.strict_dataset_options:
+                out[key] = True
+        else:
+            out[key] = False
+    return out
+
+
 class Dhis2StandIn:
     """A DHIS2 Web API stand-in: metadata, a data-value store, auth and faults.
 
-    ``version`` picks the release imitated ("2.36", "2.37", "2.38.5", "2.38.6",
-    "2.40.3", "2.41.1", "2.42"...); ``ignore_unchanged`` pins DHIS2-15254
-    regardless of patch. ``now`` is the server clock used for locking, export
-    timestamps and ``serverDate``. ``async_delay`` is how long an async job waits
-    before it starts, like the scheduler loop.
+    ``version`` picks the release imitated, any ``2.<minor>[.<patch>[.<hotfix>]]``
+    from 2.36 to 2.42 ("2.36.6", "2.37.10", "2.39.1", "2.42.0"...); behaviour changes
+    at the patch releases DHIS2 changed it. ``ignore_unchanged`` pins DHIS2-15254
+    regardless of patch. ``now`` is the server clock (naive, server-local) used for
+    locking, export timestamps and ``serverDate``; ``set_now`` changes it.
+    ``async_delay`` is how long an async job waits before it starts.
+
+    Users: without ``users``, ``admin``/``district`` is the realistic integration user
+    of docs/operator-guide.md §2 (F_DATAVALUE_ADD only, capture units over the whole
+    tree, every data set shared "data can capture"), plus the metadata's ``users``.
+    ``superuser=True`` makes that admin a superuser (ALL) instead, for tests whose
+    subject is not authority or locking. ``settings`` are system settings
+    (``keyDataImportStrictOrganisationUnits``...).
     """
 
     def __init__(
@@ -99,6 +130,8 @@ class Dhis2StandIn:
         now: Callable[[], datetime] | None = None,
         async_delay: float = 0.05,
         ignore_unchanged: bool | None = None,
+        superuser: bool = False,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         if metadata is None:
             from ..deployment import dhis2_metadata
@@ -106,11 +139,16 @@ class Dhis2StandIn:
             metadata = dhis2_metadata()
         self.version = Dhis2Version.parse(version, ignore_unchanged)
         self.metadata = Metadata.from_dict(metadata)
-        raw_users = list(users) if users is not None else [DEFAULT_USER, *metadata.get("users", [])]
-        user_list = [u if isinstance(u, User) else User.from_dict(u) for u in raw_users]
+        admin = copy.deepcopy(SUPERUSER if superuser else DEFAULT_USER)
+        raw_users = list(users) if users is not None else [admin, *metadata.get("users", [])]
+        user_list = [
+            copy.deepcopy(u) if isinstance(u, User) else User.from_dict(u) for u in raw_users
+        ]
         self.auth = Authenticator(self.version, user_list, tokens or {})
         self.now: Callable[[], datetime] = now or _utcnow
         self.async_delay = async_delay
+        self.settings: dict[str, Any] = default_settings(self.version)
+        self.settings.update(settings or {})
         self.store = Store()
         self.faults = FaultPlan()
         self.app = build_app(self)
@@ -149,11 +187,42 @@ class Dhis2StandIn:
     def add_token(self, username: str, token: str | None = None) -> str:
         return self.auth.add_token(username, token)
 
+    def user(self, username: str) -> User:
+        """The user object (change its authorities, org units or sharing in place)."""
+        return self.auth.users[username]
+
     def set_now(self, when: datetime) -> None:
+        """Fix the server clock ("now") at ``when`` (naive, server-local time)."""
         self.now = lambda: when
 
+    def set_setting(self, key: str, value: Any) -> None:
+        """A system setting, as ``POST /api/systemSettings/{key}`` stores it."""
+        self.settings[key] = value
+
+    def add_lock_exception(self, data_set: str, period: str, org_unit: str) -> None:
+        """A lock exception, as ``POST /api/lockExceptions?ds=&pe=&ou=`` makes one."""
+        parsed = parse_period(period)
+        if parsed is None:
+            raise ValueError(f"not an ISO period: {period!r}")
+        self.store.add_lock_exception(data_set, parsed.iso, org_unit, self.now())
+
+    def approve(self, data_set: str, period: str, org_unit: str, aoc: str | None = None) -> None:
+        """Approve (data set's workflow, period, org unit, AOC); a data set without a
+        ``workflow`` gets one named after it, since approval needs a workflow."""
+        ds = self.metadata.get("dataSets", data_set)
+        parsed = parse_period(period)
+        if ds is None or parsed is None:
+            raise ValueError(f"unknown data set or period: {data_set!r}, {period!r}")
+        workflow = ds.setdefault("workflow", {"id": f"wf{data_set[:9]}"})["id"]
+        with self.store.lock:
+            self.store.approvals.add(
+                (workflow, parsed.iso, org_unit, aoc or self.metadata.default_coc)
+            )
+
     def import_context(self, user: User) -> ImportContext:
-        return ImportContext(self.version, self.metadata, self.store, user, self.now)
+        return ImportContext(
+            self.version, self.metadata, self.store, user, self.now, dict(self.settings)
+        )
 
 
 def create_app(
@@ -336,21 +405,181 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
 
     @api_route("/me", ["GET"])
     def me(api_version: int | None) -> Response:
+        """The current user, as each release shapes it.
+
+        2.36/2.37 serialise ``User``: ``username`` only inside ``userCredentials``
+        (User.getUsername has no @JsonProperty, 2.36.13.2 User.java:300), and
+        ``authorities`` appended when ``fields`` is ``*``, a preset or names it
+        (MeController 2.36.13.2:157-193). 2.38-2.41 serialise ``MeDto``: top-level
+        ``username`` and ``authorities`` plus ``userCredentials`` (2.41.0 MeDto.java:
+        61-101, MeController 2.41.0:185-190); 2.42's MeDto has no ``userCredentials``.
+        ``dataViewOrganisationUnits`` is the user's own list, without the fallback.
+        """
         u = user()
-        ous = u.organisation_units if u.organisation_units is not None else s.metadata.roots()
-        obj = {
-            "id": u.uid,
-            "username": u.username,
-            "name": u.name,
-            "displayName": u.name,
-            "userCredentials": {"username": u.username},
-            "authorities": sorted(u.authorities),
-            "organisationUnits": [{"id": o} for o in ous],
-            "dataViewOrganisationUnits": [{"id": o} for o in ous],
-        }
+        fields = request.args.get("fields") or "*"
+        capture = u.capture_roots(s.metadata.roots())
+        obj: dict[str, Any] = {"id": u.uid}
+        if v.me_top_level_username:
+            obj["username"] = u.username
+        obj.update({"name": u.name, "displayName": u.name})
+        if v.me_user_credentials:
+            obj["userCredentials"] = {"username": u.username}
+        obj["organisationUnits"] = [{"id": o} for o in capture]
+        obj["dataViewOrganisationUnits"] = [{"id": o} for o in u.data_view_organisation_units or []]
+        tree = parse_fields(fields)
+        body = project(s.metadata, obj, tree)
+        names = [f.strip() for f in fields.split(",")]
+        wants_authorities = any("authorities" in f or f == "*" or f.startswith(":") for f in names)
+        if wants_authorities:
+            body["authorities"] = sorted(u.authorities)
+        return json_response(body)
+
+    # -- system settings (SystemSettingController / 2.42 SystemSettingsController) -------
+
+    def _setting_answer(key: str) -> Response:
+        known = key in s.settings or key in STRICT_SETTINGS
+        if not known and v.settings_404 is not None:
+            message = v.settings_404 + (key if v.settings_404.endswith(": ") else "")
+            return error(404, message, "E1005")
+        value = s.settings.get(key, "")
+        accept = request.accept_mimetypes
+        if accept["text/plain"] > accept["application/json"]:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            return Response(text, mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+        return json_response({key: value})
+
+    @api_route("/systemSettings/<key>", ["GET"])
+    def get_setting(key: str, api_version: int | None) -> Response:
+        """``{key: value}`` as JSON (``"false"`` as text/plain); unknown keys: ``{key: ""}``
+        up to 2.40, 404 on 2.41/2.42 (2.40.12 SystemSettingController.java:193-243;
+        2.41.9.1:193-230; 2.42.5.2 SystemSettingsController.java checkKeyExists)."""
+        return _setting_answer(key)
+
+    @api_route("/systemSettings/<key>", ["POST"])
+    def post_setting(key: str, api_version: int | None) -> Response:
+        """Set a setting (``?value=`` or the body); needs F_SYSTEM_SETTING or ALL
+        (2.37.0 SystemSettingController.java:103-107)."""
+        if not user().has("F_SYSTEM_SETTING"):
+            return error(403, v.access_denied_message)
+        raw = request.args.get("value")
+        if raw is None:
+            raw = request.get_data(as_text=True).strip().strip('"')
+        value: Any = {"true": True, "false": False}.get(raw.lower(), raw)
+        s.set_setting(key, value)
         return json_response(
-            project(s.metadata, obj, parse_fields(request.args.get("fields") or "*"))
+            web_message(200, f"System setting '{key}' set to value '{raw}'.", "OK")
         )
+
+    # -- lock exceptions (LockExceptionController) -------------------------------------
+
+    @api_route("/lockExceptions", ["GET"])
+    def get_lock_exceptions(api_version: int | None) -> Response:
+        """``{pager, lockExceptions: [{name, period, organisationUnit, dataSet, created}]}``
+        (LockExceptionController 2.36.0 getLockExceptions, LockException.java 2.41.9.1).
+        Nested objects are shown as ``{"id": ...}``; ``filter`` and ``fields`` apply."""
+        md = s.metadata
+        with s.store.lock:
+            found = list(s.store.lock_exceptions)
+        items = []
+        for e in found:
+            ds_name = (md.get("dataSets", e.data_set) or {}).get("name", e.data_set)
+            ou_name = (md.get("organisationUnits", e.org_unit) or {}).get("name", e.org_unit)
+            items.append(
+                {
+                    "name": f"{ds_name} ({ou_name}, {_period_name(e.period)})",
+                    "period": {"id": e.period},
+                    "organisationUnit": {"id": e.org_unit},
+                    "dataSet": {"id": e.data_set},
+                    "created": fmt_ts(e.created),
+                }
+            )
+        for expr in request.args.getlist("filter"):
+            items = [o for o in items if matches_filter(o, expr)]
+        tree = parse_fields(request.args.get("fields") or "*")
+        body: dict[str, Any] = {}
+        if request.args.get("paging", "true").lower() != "false":
+            size = max(1, int(request.args.get("pageSize", "50") or 50))
+            page = max(1, int(request.args.get("page", "1") or 1))
+            body["pager"] = {
+                "page": page,
+                "pageCount": max(1, -(-len(items) // size)),
+                "total": len(items),
+                "pageSize": size,
+            }
+            items = items[(page - 1) * size : page * size]
+        body["lockExceptions"] = [project(md, o, tree) for o in items]
+        return json_response(body)
+
+    @api_route("/lockExceptions", ["POST"])
+    def post_lock_exception(api_version: int | None) -> Response:
+        """``POST /api/lockExceptions?ou=&pe=&ds=`` (``ou`` may be ``[a,b]``), as
+        LockExceptionController.addLockException does per release (2.36.0:222-292,
+        2.37.0:220-290, 2.42.5.2 addLockException/canCapture)."""
+        u = user()
+        md = s.metadata
+        ou_arg, pe_arg, ds_arg = (request.args.get(k) for k in ("ou", "pe", "ds"))
+        if ou_arg is None or pe_arg is None or ds_arg is None:
+            missing = next(k for k in ("ou", "pe", "ds") if request.args.get(k) is None)
+            return error(
+                400,
+                f"Required request parameter '{missing}' for method parameter "
+                "type String is not present",
+            )
+        ds = md.get("dataSets", ds_arg)
+        period = parse_period(pe_arg)
+        if ds is None or period is None:
+            return error(409, " DataSet or Period is invalid")
+        if not u.can_update(ds["id"]):
+            return error(403, "You don't have the proper permissions to update this object")
+        if ou_arg.startswith("[") and ou_arg.endswith("]"):
+            ids = [x for x in ou_arg[1:-1].split(",")]
+        else:
+            ids = [ou_arg] if ou_arg else []
+        if not ids:
+            return error(409, ("" if v.minor >= 42 else " ") + "OrganisationUnit ID is invalid.")
+        added = False
+        for ident in ids:
+            ou = md.get("organisationUnits", ident)
+            if ou is None:
+                return error(409, f"Can't find OrganisationUnit with id ={ident}")
+            capture = u.capture_roots(md.roots())
+            if v.lock_exception_needs_capture and not (
+                u.is_super or any(f"/{r}/" in f"{ou['path']}/" for r in capture)
+            ):
+                return error(
+                    403,
+                    "You can only add a lock exceptions to your data capture organisation units.",
+                )
+            if any(o["id"] == ou["id"] for o in ds["organisationUnits"]):
+                s.store.add_lock_exception(ds["id"], period.iso, ou["id"], s.now())
+                added = True
+        if added:
+            return json_response(web_message(201, "LockException created successfully.", "OK"), 201)
+        if v.minor >= 38:
+            return error(
+                409,
+                f"None of the target organisation unit(s) {','.join(ids)} is linked to the "
+                f"specified data set: {ds_arg}",
+            )
+        # 2.36 sends nothing (200, empty body); 2.37 returns null under @ResponseStatus(204)
+        return Response(b"", status=200 if v.minor == 36 else 204)
+
+    @api_route("/lockExceptions", ["DELETE"])
+    def delete_lock_exception(api_version: int | None) -> Response:
+        """``DELETE /api/lockExceptions?pe=&ds=[&ou=]``: 204 (deleteLockException)."""
+        ds = s.metadata.get("dataSets", request.args.get("ds"))
+        period = parse_period(request.args.get("pe"))
+        if ds is None or period is None:
+            return error(
+                409,
+                "Can't find LockException with combination: dataSet="
+                f"{request.args.get('ds')}, period={request.args.get('pe')}",
+            )
+        if not user().can_update(ds["id"]):
+            return error(403, "You don't have the proper permissions to delete this object.")
+        ou = s.metadata.get("organisationUnits", request.args.get("ou"))
+        s.store.remove_lock_exceptions(ds["id"], period.iso, ou["id"] if ou else None)
+        return Response(b"", status=204)
 
     @api_route("/periodTypes", ["GET"])
     def period_types(api_version: int | None) -> Response:
@@ -536,32 +765,45 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
         start, end = args.get("startDate"), args.get("endDate")
         ous = [o for o in args.getlist("orgUnit") if md.get("organisationUnits", o)]
         children = args.get("children", "false").lower() == "true"
+        # decideAccess runs before validate (2.36.13.2 DVSS:447-448; 2.42.5.2 DVSS:365-366)
+        refused = _read_refusal(user(), data_sets, ous)
+        if refused is not None:
+            return refused
+        # validate: every failing rule overwrites the error, the LAST one is thrown
+        # (2.36.13.2 DVSS:339-397; 2.42.5.2 DVSS:273-321)
+        problem: tuple[str, str] | None = None
         if not data_sets and not elements and not args.getlist("dataElementGroup"):
-            return error(
-                409,
-                "At least one data element, data set or data element group must be specified",
+            problem = (
                 "E2001",
+                "At least one data element, data set or data element group must be specified",
             )
         if not periods and not (start and end) and not args.get("lastUpdated"):
-            return error(
-                409,
-                E2002,
-                "E2002",
-            )
+            problem = ("E2002", E2002)
         if periods and start and end:
-            return error(409, "Both periods and start/end date cannot be specified", "E2003")
+            problem = ("E2003", "Both periods and start/end date cannot be specified")
+        if start and end:
+            try:
+                if date.fromisoformat(start) > date.fromisoformat(end):
+                    problem = ("E2004", "Start date must be before end date")
+            except ValueError:
+                problem = ("E2004", "Start date must be before end date")
         if not ous and not args.getlist("orgUnitGroup"):
-            if children:
-                return error(
-                    409,
-                    "At least one organisation unit must be specified when children are included",
-                    "E2008",
-                )
-            return error(
-                409,
-                "At least one organisation unit or organisation unit group must be specified",
+            problem = (
                 "E2006",
+                "At least one organisation unit or organisation unit group must be specified",
             )
+        if children and args.getlist("orgUnitGroup"):
+            problem = (
+                "E2007",
+                "Organisation unit children cannot be included for organisation unit groups",
+            )
+        if children and not ous:
+            problem = (
+                "E2008",
+                "At least one organisation unit must be specified when children are included",
+            )
+        if problem is not None:
+            return error(409, problem[1], problem[0])
         for d in data_sets:
             elements |= {e["dataElement"]["id"] for e in md.get("dataSets", d)["dataSetElements"]}  # type: ignore[index]
         wanted_ous = set(ous)
@@ -569,11 +811,8 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
             for o in ous:
                 wanted_ous |= set(md.descendants(o))
         iso = {p.iso for p in periods}
-        try:
-            d0 = date.fromisoformat(start) if start else None
-            d1 = date.fromisoformat(end) if end else None
-        except ValueError:
-            return error(409, "Start date must be before end date", "E2004")
+        d0 = date.fromisoformat(start) if start else None
+        d1 = date.fromisoformat(end) if end else None
         include_deleted = args.get("includeDeleted", "false").lower() == "true"
         rows = []
         for r in sorted(s.store.rows(include_deleted), key=lambda r: r.key):
@@ -612,6 +851,22 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
             body["orgUnit"] = ous[0]
         body["dataValues"] = rows
         return json_response(body)
+
+    def _read_refusal(u: User, data_sets: list[str], ous: list[str]) -> Response | None:
+        """``decideAccess``: E2010 without data read sharing on a data set, E2012 for an org
+        unit outside the data view units (capture units when none), superusers included
+        (2.36.13.2 DVSS:400-437, DefaultOrganisationUnitService.isInUserDataViewHierarchy
+        2.36.13.2:564-573; 2.42.5.2 DVSS:323-356). IllegalQueryException -> 409 WebMessage
+        with errorCode (CrudControllerAdvice 2.36.13.2:114-119, 2.42.5.2:222-226)."""
+        for d in data_sets:
+            if not u.can_data_read(d):
+                return error(409, f"User is not allowed to read data for data set: `{d}`", "E2010")
+        view = u.view_roots(s.metadata.roots())
+        for o in ous:
+            path = str((s.metadata.get("organisationUnits", o) or {}).get("path", f"/{o}"))
+            if not any(f"/{r}/" in f"{path}/" for r in view):
+                return error(409, f"User is not allowed to view org unit: `{o}`", "E2012")
+        return None
 
     # -- completeness ---------------------------------------------------------------
 

@@ -35,43 +35,109 @@ TOKEN_HEADER_RE = re.compile(r"^ApiToken (?P<token>[a-z0-9-._~+/]+=*)$", re.IGNO
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
 
+# Sharing access strings are DHIS2's 8 characters: metadata read/write, data read/write,
+# then 4 unused ("r-rw----" = metadata can view, data can capture).
+# AccessStringHelper: 2.41.9.1 dhis-api/.../security/acl/AccessStringHelper.java
+CAPTURE_ACCESS = "r-rw----"
+NO_ACCESS = "--------"
+FULL_ACCESS = "rwrw----"
+
+
 @dataclass
 class User:
-    """A DHIS2 user: ``ALL`` makes a superuser unless ``superuser`` says otherwise."""
+    """A DHIS2 user as the import and export code sees it.
+
+    - ``authorities``: what its roles grant; ``ALL`` makes a superuser unless
+      ``superuser`` says otherwise (User.isSuper).
+    - ``organisation_units``: data capture org units (hierarchy roots); None means
+      every root of the metadata (the whole tree).
+    - ``data_view_organisation_units``: data view org units; None falls back to the
+      capture units, as ``getDataViewOrganisationUnitsWithFallback`` does.
+    - ``data_set_access``: sharing access string per data set uid; None gives every
+      data set ``r-rw----`` (metadata can view, data can capture), a dict gives the
+      listed ones and ``--------`` to the rest.
+    - ``category_option_access``: access string per category option uid; an option
+      not listed is data-writable and readable.
+    """
 
     username: str
     password: str
-    authorities: set[str] = field(default_factory=lambda: {"ALL"})
-    organisation_units: list[str] | None = None  # capture hierarchy roots; None = all roots
+    authorities: set[str] = field(default_factory=lambda: {"F_DATAVALUE_ADD"})
+    organisation_units: list[str] | None = None
     superuser: bool | None = None
     uid: str = "xE7jOejl9FI"
     name: str = "John Traore"
     disabled: bool = False
     locked: bool = False
+    data_view_organisation_units: list[str] | None = None
+    data_set_access: dict[str, str] | None = None
+    category_option_access: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_super(self) -> bool:
         return self.superuser if self.superuser is not None else "ALL" in self.authorities
 
     def has(self, authority: str) -> bool:
+        # User.isAuthorized: ALL grants every authority (2.41.9.1 User.java:290-297)
         return "ALL" in self.authorities or authority in self.authorities
+
+    def _data_set(self, ds_id: str) -> str:
+        if self.data_set_access is None:
+            return CAPTURE_ACCESS
+        return self.data_set_access.get(ds_id, NO_ACCESS)
+
+    def can_data_write(self, ds_id: str) -> bool:
+        """``aclService.canDataWrite``: superusers always (AclService haveOverrideAuthority)."""
+        return self.is_super or self._data_set(ds_id)[3] == "w"
+
+    def can_data_read(self, ds_id: str) -> bool:
+        return self.is_super or self._data_set(ds_id)[2] == "r"
+
+    def can_update(self, ds_id: str) -> bool:
+        """``aclService.canUpdate``: metadata write sharing."""
+        return self.is_super or self._data_set(ds_id)[1] == "w"
+
+    def can_data_write_option(self, option_id: str) -> bool:
+        if self.is_super:
+            return True
+        return self.category_option_access.get(option_id, FULL_ACCESS)[3] == "w"
+
+    def capture_roots(self, all_roots: list[str]) -> list[str]:
+        return self.organisation_units if self.organisation_units is not None else all_roots
+
+    def view_roots(self, all_roots: list[str]) -> list[str]:
+        """Data view org units, else capture (User.getDataViewOrganisationUnitsWithFallback)."""
+        if self.data_view_organisation_units:
+            return self.data_view_organisation_units
+        return self.capture_roots(all_roots)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> User:
+        """From a dict with DHIS2-ish names: ``authorities``, ``organisationUnits``,
+        ``dataViewOrganisationUnits``, ``dataSets`` ({uid: access}),
+        ``categoryOptions`` ({uid: access}), ``superuser``, ``id``, ``name``."""
         return cls(
             username=raw["username"],
             password=raw["password"],
-            authorities=set(raw.get("authorities", ["ALL"])),
+            authorities=set(raw.get("authorities", ["F_DATAVALUE_ADD"])),
             organisation_units=raw.get("organisationUnits"),
             superuser=raw.get("superuser"),
             uid=raw.get("id", "xE7jOejl9FI"),
             name=raw.get("name", raw["username"]),
             disabled=raw.get("disabled", False),
             locked=raw.get("locked", False),
+            data_view_organisation_units=raw.get("dataViewOrganisationUnits"),
+            data_set_access=raw.get("dataSets"),
+            category_option_access=dict(raw.get("categoryOptions") or {}),
         )
 
 
-DEFAULT_USER = User("admin", "district", {"ALL"}, None, None, "M5zQapPyTZI", "admin admin")
+# The integration user the operator guide (docs/operator-guide.md §2) asks for: Add/Update
+# data values only (no ALL, no F_EDIT_EXPIRED), capture org units covering the whole tree,
+# every data set shared "metadata can view, data can capture".
+DEFAULT_USER = User("admin", "district", {"F_DATAVALUE_ADD"}, None, None, "M5zQapPyTZI", "admin")
+# The old default: a superuser, for tests whose subject is not authority or locks.
+SUPERUSER = User("admin", "district", {"ALL"}, None, None, "M5zQapPyTZI", "admin admin")
 
 
 def _base62(n: int, width: int) -> str:

@@ -2,13 +2,21 @@
 validation in DHIS2's order (dhis2.md §2.3, first failure wins), then the write
 rules of ``DefaultDataValueSetService.importDataValue`` (§5).
 
+Period checks (E7640 expiry with lock exceptions, E7641, E7642 approval, E7643,
+E7644) follow ``locking.py``. Up to 2.39.0 they run against one "approval data
+set"; from 2.39.1 against the target data sets, each check all-or-any as the
+``strictDataSet*`` options/settings say. Sharing: E7601 (set level), E7614/E7616
+(category options). Every ``strict*``/``require*`` option is ORed with its system
+setting.
+
 Choices where the reference is silent (recorded, not observed):
-- Lock time: the data set is expired when whole days between the period end and
-  now are >= ``expiryDays`` (``DataSet.isLocked``). Lock exceptions, approval
-  (E7642), E7644, AOC option dates (E7638/E7639) and sharing (E7601, E7614,
-  E7616) are not modelled.
-- Without a set-level ``dataSet`` the lock checks run against every data set
-  containing the element; before 2.39.3 one open data set is enough.
+- E7638/E7639 read ``startDate``/``endDate``/``organisationUnits`` off the attribute
+  option combo itself (what its options give together); a data set's
+  ``openPeriodsAfterCoEndDate`` is not modelled. File values are not validated
+  beyond E7645.
+- Approval: a (workflow, period, org unit, attribute option combo) is approved or
+  not; approval levels and the "lowest approval" walk up the hierarchy are not
+  modelled.
 - ``deleted: true`` on a key that does not exist is written as a deleted row and
   counted ``imported`` (``saveDataValueCreate`` only ignores null values).
 - A zero-insignificant value dropped on 2.37+ is neither counted nor added to
@@ -31,9 +39,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from . import locking
 from .auth import User
 from .metadata import Metadata
-from .periods import Period, latest_open_future_period, parse_period
+from .periods import Period, parse_period
 from .store import AuditRow, Store, StoredValue
 from .validation import (
     MAX_COMMENT_LENGTH,
@@ -57,6 +66,8 @@ STRATEGIES = {
     "NEW_AND_UPDATES": "CREATE_AND_UPDATE",
     "DELETES": "DELETE",
 }
+# ValueType.isFile: FILE_RESOURCE and IMAGE (2.41.9.1 ValueType.java)
+FILE_TYPES = {"FILE_RESOURCE", "IMAGE"}
 BOOL_TRUE = {"true", "on", "yes", "1"}
 BOOL_FALSE = {"false", "off", "no", "0"}
 
@@ -219,6 +230,22 @@ class ImportOptions:
         return out
 
 
+# system setting -> ImportOptions attribute it is ORed with
+# (2.36.13.2 DVSS:820-833; 2.41.9.1 DVSS:1081-1110)
+STRICT_SETTINGS = {
+    "keyDataImportStrictPeriods": "strict_periods",
+    "keyDataImportStrictDataElements": "strict_data_elements",
+    "keyDataImportStrictCategoryOptionCombos": "strict_cocs",
+    "keyDataImportStrictOrganisationUnits": "strict_org_units",
+    "keyDataImportStrictAttributeOptionCombos": "strict_aocs",
+    "keyDataImportRequireCategoryOptionCombo": "require_coc",
+    "keyDataImportRequireAttributeOptionCombo": "require_aoc",
+    "keyDataImportStrictDataSetApproval": "strict_ds_approval",
+    "keyDataImportStrictDataSetLocking": "strict_ds_locking",
+    "keyDataImportStrictDataSetInputPeriods": "strict_ds_input_periods",
+}
+
+
 @dataclass
 class ImportContext:
     version: Dhis2Version
@@ -226,6 +253,19 @@ class ImportContext:
     store: Store
     user: User
     now: Callable[[], datetime]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One value being checked: its index, resolved objects and raw (ou, period, aoc)."""
+
+    index: int
+    de: dict[str, Any]
+    period: Period
+    ou: dict[str, Any]
+    aoc: dict[str, Any]
+    raw: tuple[str | None, str | None, str | None]
 
 
 class ImportFailure(Exception):
@@ -364,6 +404,13 @@ class _Import:
         self.dry_run = opts.dry_run
         self.strategy = opts.canonical_strategy
         self._apply_payload_options()
+        # options ORed with the system settings; the summary echoes the options alone
+        self.strict = {
+            attr: bool(getattr(opts, attr)) or bool(ctx.settings.get(key, False))
+            for key, attr in STRICT_SETTINGS.items()
+        }
+        # InputUtils.canForceDataInput: superuser and force=true (2.41.9.1 DVSS:1111-1112)
+        self.force = ctx.user.is_super and opts.force
 
     def _apply_payload_options(self) -> None:
         """Payload options beat the query string (``createDataValueSetImportContext``)."""
@@ -429,17 +476,22 @@ class _Import:
         )
         self.outer_pe_raw = outer_pe_raw
 
-        abort: Conflict | None = None
+        # every set-level check runs and adds its conflict; any of them aborts
+        # (2.36.13.2 DVSS:924-958; 2.41.9.1 VAL abortDataSetImport)
+        aborts: list[Conflict] = []
         if ds_id and self.ds is None:
-            abort = self.c.dataset_not_found(ds_id)
-        elif self.opts.strict_data_elements and not ds_id and self.v.strict_elements_needs_dataset:
-            abort = self.c.dataset_required()
-        elif outer_ou_id and self.outer_ou is None:
-            abort = self.c.outer_org_unit_not_found(outer_ou_id, ds_id)
-        elif outer_aoc_id and self.outer_aoc is None:
-            abort = self.c.outer_aoc_not_found(outer_aoc_id, ds_id)
-        if abort is not None:
-            self.conflicts.append(abort)
+            aborts.append(self.c.dataset_not_found(ds_id))
+        if self.ds is not None and ds_id and not self.ctx.user.can_data_write(self.ds["id"]):
+            aborts.append(self.c.dataset_not_writable(ds_id, self.ds["id"]))
+        if self.strict["strict_data_elements"] and self.ds is None:
+            if self.v.strict_elements_needs_dataset:
+                aborts.append(self.c.dataset_required())
+        if outer_ou_id and self.outer_ou is None:
+            aborts.append(self.c.outer_org_unit_not_found(outer_ou_id, ds_id))
+        if outer_aoc_id and self.outer_aoc is None:
+            aborts.append(self.c.outer_aoc_not_found(outer_aoc_id, ds_id))
+        if aborts:
+            self.conflicts.extend(aborts)
             return self.summary("ERROR", "Import process was aborted", None)
 
         complete = self._complete(_text(p.get("completeDate"), "completeDate"))
@@ -509,7 +561,7 @@ class _Import:
         self.count["ignored"] += 1
         self.rejected.append(index)
 
-    def _value(self, i: int, entry: dict[str, Any]) -> None:
+    def _value(self, i: int, entry: dict[str, Any]) -> None:  # noqa: C901 - DHIS2's order
         md, c, user = self.md, self.c, self.ctx.user
         de_raw = _text(entry.get("dataElement"), "dataElement")
         pe_raw = _text(entry.get("period"), "period")
@@ -525,40 +577,41 @@ class _Import:
         de = md.find("dataElements", de_raw, self.opts.scheme("dataElementIdScheme"))
         if de is None:
             return self._reject(i, c.de_not_found(i, de_raw))
-        period: Period | None = (
-            self.outer_period if self.outer_pe_raw else parse_period(pe_raw, self.v.iso_dash_daily)
-        )
+        # an unparseable set-level period falls back to the entry's own, and the conflict
+        # names the entry's (2.36.13.2 DVSS:1008-1010,1063; 2.41.9.1 DVSS:1214-1221)
+        period = self.outer_period or parse_period(pe_raw, self.v.iso_dash_daily)
         if period is None:
-            shown = (
-                pe_raw if self.v.extended_conflicts or not self.outer_pe_raw else self.outer_pe_raw
-            )
-            return self._reject(i, c.period_not_valid(i, shown))
+            return self._reject(i, c.period_not_valid(i, pe_raw))
         ou = self.outer_ou or md.find(
             "organisationUnits", ou_raw, self.opts.scheme("orgUnitIdScheme")
         )
         if ou is None:
             return self._reject(i, c.ou_not_found(i, ou_raw))
         coc_scheme = self.opts.scheme("categoryOptionComboIdScheme")
-        coc = (
-            md.find("categoryOptionCombos", coc_raw, coc_scheme)
-            if coc_raw
-            else md.get("categoryOptionCombos", md.default_coc)
-        )
-        if coc is None:
+        coc = md.find("categoryOptionCombos", coc_raw, coc_scheme) if coc_raw else None
+        if coc_raw and coc is None:
             return self._reject(i, c.coc_not_found(i, coc_raw))
+        # data write sharing on each category option of a COC given in the entry
+        # (2.41.9.1 VAL validateDataValueCategoryOptionComboAccess; 2.36.13.2 DVSS:1081-1090)
+        if coc is not None:
+            denied = [o for o in md.coc_options(coc["id"]) if not user.can_data_write_option(o)]
+            if denied:
+                return self._reject_all(i, [c.coc_not_writable(i, coc_raw, o) for o in denied])
         aoc: dict[str, Any] | None = self.outer_aoc
-        if aoc is None:
-            aoc = (
-                md.find("categoryOptionCombos", aoc_raw, coc_scheme)
-                if aoc_raw
-                else md.get("categoryOptionCombos", md.default_coc)
-            )
-        if aoc is None:
-            return self._reject(i, c.aoc_not_found(i, aoc_raw))
-        roots = user.organisation_units if user.organisation_units is not None else md.roots()
+        if aoc is None and aoc_raw:
+            aoc = md.find("categoryOptionCombos", aoc_raw, coc_scheme)
+            if aoc is None:
+                return self._reject(i, c.aoc_not_found(i, aoc_raw))
+        # 2.41.9.1 VAL validateDataValueAttrOptionComboAccess; 2.36.13.2 DVSS:1100-1109
+        if aoc is not None:
+            denied = [o for o in md.coc_options(aoc["id"]) if not user.can_data_write_option(o)]
+            if denied:
+                return self._reject_all(i, [c.aoc_not_writable(i, aoc_raw, o) for o in denied])
+        # capture org units (2.41.9.1 DVSS:1066-1067 currentOrgUnits = getOrganisationUnits)
+        roots = user.capture_roots(md.roots())
         if not any(f"/{r}/" in f"{ou['path']}/" for r in roots):
             shown_ou = ou_raw if self.v.extended_conflicts else ou["id"]
-            return self._reject(i, c.ou_not_in_hierarchy(i, shown_ou, user.username))
+            return self._reject(i, c.ou_not_in_hierarchy(i, shown_ou, user.uid, user.username))
 
         de_id = de["id"]
         delete_strategy = self.strategy == "DELETE"
@@ -582,112 +635,202 @@ class _Import:
             if codes and value not in codes:
                 return self._reject(i, c.invalid_option(i, de_id, value))
 
-        if self.opts.require_coc and not coc_raw:
-            return self._reject(i, c.coc_required(i, de_id))
-        if self.opts.require_aoc and not aoc_raw and self.outer_aoc is None:
-            return self._reject(i, c.aoc_required(i, de_id))
+        if coc is None:
+            if self.strict["require_coc"]:
+                return self._reject(i, c.coc_required(i, value))
+            coc = md.get("categoryOptionCombos", md.default_coc)
+        if aoc is None:
+            if self.strict["require_aoc"]:
+                return self._reject(i, c.aoc_required(i, value))
+            aoc = md.get("categoryOptionCombos", md.default_coc)
+        assert coc is not None and aoc is not None
         de_sets = md.data_sets_of_element(de_id)
         if (
-            self.opts.strict_periods
+            self.strict["strict_periods"]
             and de_sets
             and period.type_name not in {d.get("periodType") for d in de_sets}
         ):
-            return self._reject(i, c.period_type_not_valid(i, pe_raw, de_id))
-        if self.opts.strict_data_elements:
+            return self._reject(i, c.period_type_not_valid(i, pe_raw, period.iso, de_id))
+        if self.strict["strict_data_elements"]:
             if self.ds is not None and de_id not in {
                 e["dataElement"]["id"] for e in self.ds["dataSetElements"]
             }:
                 return self._reject(i, c.de_not_in_dataset(i, de_id, self.ds["id"]))
             if self.ds is None and not de_sets:
                 return self._reject(i, c.de_not_in_dataset(i, de_id, ""))
-        if self.opts.strict_cocs and coc["id"] not in md.element_cocs(de, self.ds):
+        if self.strict["strict_cocs"] and coc["id"] not in md.element_cocs(de, self.ds):
             return self._reject(i, c.coc_not_in_combo(i, coc["id"], de_id))
-        if self.opts.strict_aocs:
+        if self.strict["strict_aocs"]:
             allowed: set[str] = set()
             for d in [self.ds] if self.ds else de_sets:
                 allowed |= md.data_set_aocs(d)
             if aoc["id"] not in allowed:
                 return self._reject(i, c.aoc_not_in_combo(i, aoc["id"], de_id))
-        if self.opts.strict_org_units and not md.org_unit_has_element(ou["id"], de_id):
+        # strictOrganisationUnits or keyDataImportStrictOrganisationUnits
+        # (2.36.13.2 DVSS:828-829,1217-1225; 2.41.9.1 DVSS:1094-1095,
+        # VAL checkDataValueStrictOrgUnits)
+        if self.strict["strict_org_units"] and not md.org_unit_has_element(ou["id"], de_id):
             return self._reject(i, c.ou_not_assigned(i, ou["id"], de_id))
         zero = is_zero_and_insignificant(value, de)
         if zero and not self.v.zero_deletes_existing:
-            return None  # 2.36 skips zeros here; counted ignored at the end
+            return None  # 2.36.0-2.36.6 skip zeros here (2.36.0 DVSS:1233-1238); ignored at the end
         if stored_by is not None and len(stored_by) > MAX_STORED_BY_LENGTH:
             return self._reject(
                 i, c.stored_by_not_valid(i, stored_by, "stored_by_length_greater_than_max_length")
             )
 
-        lock = self._locked(i, de, period, pe_raw)
-        if lock is not None:
-            return self._reject(i, lock)
+        # the AOC's date range and org units (2.36.13.2 DVSS:1245-1275; 2.41.9.1 VAL
+        # checkDataValuePeriodWithinAttrOptionComboRange, checkDataValueOrgUnitValidForAttr...)
+        start, end = (locking.parse_dt(aoc.get(k)) for k in ("startDate", "endDate"))
+        first, last = (datetime.combine(d, datetime.min.time()) for d in (period.start, period.end))
+        if (start is not None and start > last) or (end is not None and end < first):
+            ids = (period.iso, aoc["id"], ou["id"])
+            return self._reject(i, c.period_outside_aoc(i, pe_raw, aoc_raw, ids))
+        aoc_ous = [o["id"] for o in aoc.get("organisationUnits") or []]
+        if aoc_ous and not any(o in ou["path"] for o in aoc_ous):  # OrganisationUnit.isDescendant
+            return self._reject(i, c.ou_outside_aoc(i, ou_raw, aoc_raw, ou["id"], aoc["id"]))
+        failures = self._period_checks(_Cell(i, de, period, ou, aoc, (ou_raw, pe_raw, aoc_raw)))
+        if failures:
+            return self._reject_all(i, failures)
+        # DELETE of a file value that does not exist (2.36.13.2 DVSS:1350-1359; 2.41.9.1 VAL
+        # checkDataValueFileResourceExists)
+        if delete_strategy and de.get("valueType") in FILE_TYPES:
+            key = (de_id, period.iso, ou["id"], coc["id"], aoc["id"])
+            existing = self.ctx.store.get(key)
+            if existing is None or existing.deleted:
+                return self._reject(i, c.no_file_value(i, de_raw, de_id))
         self._write(
             i, de, period, ou, coc, aoc, value, comment, stored_by, followup, deleted, zero, entry
         )
         return None
 
-    def _locked(
-        self, i: int, de: dict[str, Any], period: Period, pe_raw: str | None
-    ) -> Conflict | None:
-        """E7640 (expiry), E7641 (future periods), E7643 (input periods), in that order."""
-        user = self.ctx.user
-        force = user.is_super and self.opts.force
-        targets = [self.ds] if self.ds is not None else self.md.data_sets_of_element(de["id"])
-        if not targets or force:
-            return None
-        must_all = self.ds is not None or self.v.all_target_datasets_must_pass
-        shown_pe = pe_raw if self.v.extended_conflicts else period.iso
+    def _reject_all(self, index: int, conflicts: list[Conflict]) -> None:
+        """One value refused with several conflicts (one per category option or data set)."""
+        self.conflicts.extend(conflicts[:-1])
+        self._reject(index, conflicts[-1])
 
-        def first_failure(check: Callable[[dict[str, Any]], Conflict | None]) -> Conflict | None:
-            failures = [f for f in (check(ds) for ds in targets) if f is not None]
-            if not failures:
-                return None
-            if must_all or len(failures) == len(targets):
-                return failures[0]
-            return None
+    def _period_checks(self, t: _Cell) -> list[Conflict]:
+        """E7640 (expiry, lock exceptions), E7641 (future), E7642 (approval), E7643 (input
+        periods), E7644 (element's data sets), in DHIS2's order; superuser + force skip all.
+        """
+        i, de, period, ou, raw = t.index, t.de, t.period, t.ou, t.raw
+        if self.force:
+            # 2.36.13.2 DVSS:1282,1332,1341 (!forceDataInput);
+            # 2.41.9.1 VAL checkDataValueTargetDataSets
+            return []
+        if self.v.target_data_sets:
+            failures = self._target_checks(t)
+        else:
+            failures = self._approval_data_set_checks(t)
+        if failures:
+            return failures
+        # E7644: DataElement.isDataInputAllowedForPeriodAndDate: no data sets, or one open
+        # (2.37.10 DataElement.java:722-726; 2.36.13.2 DVSS:1340-1346; 2.41.9.1 VAL)
+        de_sets = self.md.data_sets_of_element(de["id"])
+        if de_sets and not any(
+            locking.input_period_open(self.v, d, period, self.now) for d in de_sets
+        ):
+            return [self.c.not_conform_to_open_periods(i, raw[1], period.iso, ou["id"])]
+        return []
+
+    def _expired(self, ds: dict[str, Any], period: Period, ou: dict[str, Any]) -> bool:
+        exception = self.ctx.store.has_lock_exception(ds["id"], period.iso, ou["id"])
+        return locking.locked_for(self.v, ds, period, ou["id"], self.ctx.user, self.now, exception)
+
+    def _approved(self, ds: dict[str, Any], period: Period, ou: dict[str, Any], aoc: str) -> bool:
+        """The data set has a workflow and (workflow, period, org unit, AOC) is approved
+        (2.41.9.1 VAL checkDataValueNotAlreadyApproved; 2.36.13.2 DVSS:1307-1326)."""
+        workflow = (ds.get("workflow") or {}).get("id")
+        return workflow is not None and (workflow, period.iso, ou["id"], aoc) in (
+            self.ctx.store.approvals
+        )
+
+    def _approval_data_set_checks(self, t: _Cell) -> list[Conflict]:
+        """Up to 2.39.0: the set-level data set, else the element's approval data set
+        (2.37.10 ImportContext.java:227-233, VAL:573-660; 2.36.13.2 DVSS:1276-1338)."""
+        i, de, period, ou, aoc, raw = t.index, t.de, t.period, t.ou, t.aoc, t.raw
+        de_sets = self.md.data_sets_of_element(de["id"])
+        ds = self.ds if self.ds is not None else locking.approval_data_set(de_sets)
+        if ds is None:
+            return []
+        pe_raw = raw[1]
+        shown_pe = pe_raw if self.v.extended_conflicts else period.iso
+        if self._expired(ds, period, ou):
+            return [self.c.expired(i, shown_pe, period.iso, ds["id"])]
+        # element level: most open future periods over all its data sets (DataElement.java)
+        latest = locking.element_latest_future_period(de_sets, self.now.date())
+        if latest is not None and locking.is_after(period, latest):
+            return [self.c.after_future(i, shown_pe, period.iso, de["id"], ds["id"], latest.iso)]
+        if self._approved(ds, period, ou, aoc["id"]):
+            return [self.c.already_approved(i, raw, (ou["id"], period.iso, aoc["id"]), ds["id"])]
+        if not locking.input_period_open(self.v, ds, period, self.now):
+            return [self.c.not_open(i, shown_pe, period.iso, ds["id"], ou["id"])]
+        return []
+
+    def _target_checks(self, t: _Cell) -> list[Conflict]:
+        """2.39.1+: each check over the target data sets; strict = every one must pass,
+        otherwise one passing data set is enough (2.41.9.1 VAL checkDataValueTargetDataSets).
+        """
+        i, de, period, ou, aoc, raw = t.index, t.de, t.period, t.ou, t.aoc, t.raw
+        if self.ds is not None:
+            targets = [self.ds]
+        else:
+            # 2.41.9.1 ImportContext.java:281-300: the element's data sets assigned to the org
+            # unit whose category combo is the AOC's
+            aoc_cc = (aoc.get("categoryCombo") or {}).get("id", self.md.default_cc_id())
+            targets = [
+                d
+                for d in self.md.data_sets_of_element(de["id"])
+                if any(o["id"] == ou["id"] for o in d["organisationUnits"])
+                and (d.get("categoryCombo") or {}).get("id", self.md.default_cc_id()) == aoc_cc
+            ]
+        if not targets:
+            return []
+        pe_raw = raw[1]
+        today = self.now.date()
 
         def expired(ds: dict[str, Any]) -> Conflict | None:
-            days = int(ds.get("expiryDays") or 0)
-            if days <= 0 or user.has("F_EDIT_EXPIRED"):
-                return None
-            elapsed = (self.now.date() - period.end).days
-            if elapsed >= days:
-                return self.c.expired(i, shown_pe, period.iso, ds["id"])
+            if self._expired(ds, period, ou):
+                return self.c.expired(i, pe_raw, period.iso, ds["id"])
             return None
 
         def future(ds: dict[str, Any]) -> Conflict | None:
-            try:
-                latest = latest_open_future_period(
-                    ds.get("periodType", "Monthly"),
-                    self.now.date(),
-                    int(ds.get("openFuturePeriods") or 0),
-                )
-            except ValueError:
-                return None
-            if period.start > latest.end:
-                return self.c.after_future(i, shown_pe, period.iso, de["id"], ds["id"], latest.iso)
+            latest = locking.data_set_latest_future_period(ds, today)
+            if latest is not None and locking.is_after(period, latest):
+                return self.c.after_future(i, pe_raw, period.iso, de["id"], ds["id"], latest.iso)
             return None
 
-        def input_period(ds: dict[str, Any]) -> Conflict | None:
-            windows = ds.get("dataInputPeriods") or []
-            if not windows:
-                return None
-            today = self.now
-            for w in windows:
-                wp = parse_period((w.get("period") or {}).get("id"))
-                if wp is None or wp.iso != period.iso:
-                    continue
-                opening = _parse_dt(w.get("openingDate"))
-                closing = _parse_dt(w.get("closingDate"))
-                if (opening is None or opening <= today) and (closing is None or today <= closing):
-                    return None
-            return self.c.not_open(i, shown_pe, period.iso, ds["id"])
+        def approved(ds: dict[str, Any]) -> Conflict | None:
+            if self._approved(ds, period, ou, aoc["id"]):
+                return self.c.already_approved(i, raw, (ou["id"], period.iso, aoc["id"]), ds["id"])
+            return None
 
-        for check in (expired, future, input_period):
-            failure = first_failure(check)
-            if failure is not None:
-                return failure
-        return None
+        def not_open(ds: dict[str, Any]) -> Conflict | None:
+            if not locking.input_period_open(self.v, ds, period, self.now):
+                return self.c.not_open(i, pe_raw, period.iso, ds["id"], ou["id"])
+            return None
+
+        # register order and strictness: 2.41.9.1 VAL init (locking, future=always strict,
+        # approval, input periods)
+        checks = [
+            (expired, self.strict["strict_ds_locking"]),
+            (future, True),
+            (approved, self.strict["strict_ds_approval"]),
+            (not_open, self.strict["strict_ds_input_periods"]),
+        ]
+        for check, strict in checks:
+            staged: list[Conflict] = []
+            passed = False
+            for ds in targets:
+                failure = check(ds)
+                if failure is None and not strict:
+                    passed = True
+                    break
+                if failure is not None:
+                    staged.append(failure)
+            if not passed and staged:
+                return staged
+        return []
 
     def _write(
         self,
@@ -715,8 +858,8 @@ class _Import:
         created = now
         last_updated = now
         if self.v.honours_payload_dates:
-            created = _parse_dt(entry.get("created")) or now
-            last_updated = _parse_dt(entry.get("lastUpdated")) or now
+            created = locking.parse_dt(entry.get("created")) or now
+            last_updated = locking.parse_dt(entry.get("lastUpdated")) or now
         if existing is not None and not entry.get("created"):
             created = existing.created
 
@@ -798,13 +941,3 @@ class _Import:
             self.ctx.store.audit.append(
                 AuditRow(existing.key, audit_type, previous, None if delete else value, when)
             )
-
-
-def _parse_dt(raw: Any) -> datetime | None:
-    if not raw or not isinstance(raw, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=None)

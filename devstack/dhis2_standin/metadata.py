@@ -17,6 +17,8 @@ from typing import Any
 
 DEFAULT_COC = "HllvX50cXC0"
 DEFAULT_CC = "bjDvmb4bfuf"
+# the "default" category option of a fresh install (2.41.9.1 DefaultCategoryService.java:513)
+DEFAULT_CATEGORY_OPTION = "xYerKDKCefk"
 
 # collection name -> (Java class name for messages, property names that point at it)
 COLLECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -144,6 +146,15 @@ class Metadata:
                     cc_id = e["categoryCombo"]["id"]
         cc = self.get("categoryCombos", cc_id) or {}
         return {c["id"] for c in cc.get("categoryOptionCombos", [])}
+
+    def coc_options(self, coc_id: str) -> list[str]:
+        """Category option uids of a category option combo (``categoryOptions`` in the
+        metadata; the default COC has the default option)."""
+        coc = self.get("categoryOptionCombos", coc_id) or {}
+        options = [o["id"] for o in coc.get("categoryOptions") or []]
+        if not options and coc_id == self.default_coc:
+            return [DEFAULT_CATEGORY_OPTION]
+        return options
 
     def data_set_aocs(self, ds: dict[str, Any]) -> set[str]:
         cc = self.get(

@@ -63,6 +63,19 @@ class RecordedRequest:
         return self.body.decode("utf-8", "replace")
 
 
+@dataclass(frozen=True)
+class LockException:
+    """A lock exception: data set, period and org unit writable although expired.
+
+    ``LockException.java`` (2.41.9.1 dhis-api/.../dataset/LockException.java).
+    """
+
+    data_set: str
+    period: str  # ISO
+    org_unit: str
+    created: datetime
+
+
 @dataclass
 class Job:
     """An async DATAVALUE_IMPORT job: notifications newest first, then a summary."""
@@ -85,6 +98,33 @@ class Store:
         self.requests: list[RecordedRequest] = []
         self.registrations: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.jobs: dict[str, Job] = {}
+        self.lock_exceptions: list[LockException] = []
+        # (workflow uid, period ISO, org unit uid, attribute option combo uid)
+        self.approvals: set[tuple[str, str, str, str]] = set()
+
+    # -- lock exceptions ---------------------------------------------------
+
+    def add_lock_exception(self, ds: str, period: str, ou: str, at: datetime) -> None:
+        with self.lock:
+            if not self.has_lock_exception(ds, period, ou):
+                self.lock_exceptions.append(LockException(ds, period, ou, at))
+
+    def has_lock_exception(self, ds: str, period: str, ou: str) -> bool:
+        """``lockExceptionStore.getCount(dataSet, period, orgUnit) > 0``."""
+        with self.lock:
+            return any(
+                (e.data_set, e.period, e.org_unit) == (ds, period, ou) for e in self.lock_exceptions
+            )
+
+    def remove_lock_exceptions(self, ds: str, period: str, ou: str | None) -> None:
+        with self.lock:
+            self.lock_exceptions = [
+                e
+                for e in self.lock_exceptions
+                if not (
+                    e.data_set == ds and e.period == period and (ou is None or e.org_unit == ou)
+                )
+            ]
 
     # -- data values -------------------------------------------------------
 
@@ -141,3 +181,5 @@ class Store:
             self.requests.clear()
             self.registrations.clear()
             self.jobs.clear()
+            self.lock_exceptions.clear()
+            self.approvals.clear()

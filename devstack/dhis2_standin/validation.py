@@ -4,12 +4,12 @@ Regexes are ``MathUtils``'s (dhis2.md §5.5), identical in 2.36 and 2.41. Messag
 are the ``ErrorCode`` templates of 2.41 with the noted 2.37-2.39.0 variants, and
 the hard-coded 2.36 strings (§2.3).
 
-Choices where the reference is silent (source reading, not observed):
-- PERCENTAGE is an integer 0-100 (``MathUtils.isPercentage`` tests ``isInteger``).
-- i18n keys/texts for the non-numeric types (DATE, TEXT length, ...) follow
-  ``i18n_global.properties`` naming; only the numeric ones are quoted in §5.5.
-- Message arguments are the *raw* entry fields, so a period given only at set
-  level prints as ``null`` (§2.3); 2.36 prints the resolved ids instead.
+Texts are ``i18n_global.properties`` (2.36.13.2 and 2.41.9.1
+dhis-service-core/src/main/resources): a key with no entry there (e.g.
+``value_not_zero_or_positive_integer``) is printed as the key itself, as
+``I18n.getString(key)`` falls back to the key (2.41.9.1 I18n.java:52-75).
+Message arguments are the *raw* entry fields, so a period given only at set level
+prints as ``null``; 2.36 prints the resolved ids instead.
 """
 
 from __future__ import annotations
@@ -42,24 +42,23 @@ NUMERIC_TYPES = {
     "UNIT_INTERVAL",
 }
 
+# i18n_global.properties, 2.36.13.2 and 2.41.9.1 (the same lines in both; no entry for
+# value_not_zero_or_positive_integer, value_not_valid_datetime, value_not_coordinate,
+# value_not_url, so those print as their key)
 I18N = {
-    "value_length_greater_than_max_length": "Data value length is greater than max length",
+    "value_length_greater_than_max_length": "Data value is greater than max length",
     "value_not_numeric": "Data value is not numeric",
     "value_not_unit_interval": "Data value is not a unit interval",
     "value_not_percentage": "Data value is not a percentage",
     "value_not_integer": "Data value is not an integer",
     "value_not_positive_integer": "Data value is not a positive integer",
     "value_not_negative_integer": "Data value is not a negative integer",
-    "value_not_zero_or_positive_integer": "Data value is not zero or a positive integer",
-    "value_not_bool": "Data value is not boolean",
-    "value_not_true_only": "Data value is not true only",
+    "value_not_bool": "Data value is not a boolean",
+    "value_not_true_only": "Data value is not true",
     "value_not_valid_date": "Data value is not a valid date",
-    "value_not_valid_datetime": "Data value is not a valid datetime",
-    "value_not_coordinate": "Data value is not a valid coordinate",
-    "value_not_url": "Data value is not a valid url",
     "value_not_valid_letter": "Data value is not a valid letter",
-    "comment_length_greater_than_max_length": "Comment length is greater than max length",
-    "stored_by_length_greater_than_max_length": "Stored by length is greater than max length",
+    "comment_length_greater_than_max_length": "Comment is greater than max length",
+    "stored_by_length_greater_than_max_length": "Stored by is greater than max length",
 }
 
 
@@ -76,10 +75,8 @@ def value_type_error(value: str | None, value_type: str) -> str | None:
     checks: dict[str, tuple[bool, str]] = {
         "NUMBER": (is_numeric(value), "value_not_numeric"),
         "UNIT_INTERVAL": (is_numeric(value) and 0 <= float(value) <= 1, "value_not_unit_interval"),
-        "PERCENTAGE": (
-            INT_RE.match(value) is not None and 0 <= int(value) <= 100,
-            "value_not_percentage",
-        ),
+        # MathUtils.isPercentage: isNumeric and 0..100, decimals allowed (2.36.13.2:300-310)
+        "PERCENTAGE": (is_numeric(value) and 0 <= float(value) <= 100, "value_not_percentage"),
         "INTEGER": (INT_RE.match(value) is not None, "value_not_integer"),
         "INTEGER_POSITIVE": (
             POSITIVE_INT_RE.match(value) is not None,
@@ -206,7 +203,25 @@ class Conflicts:
         )
 
     def dataset_required(self) -> Conflict:
-        return _coded("E7602", "dataSet", {}, "A valid dataset is required", None)
+        # 2.36.13.2 DVSS:939-942; 2.38.3 VAL:207-214 (E7602)
+        return self._pick(
+            _coded("E7602", "dataSet", {}, "A valid dataset is required", None),
+            ("DATA_IMPORT_STRICT_DATA_ELEMENTS", "A valid dataset is required"),
+        )
+
+    def dataset_not_writable(self, ds_raw: str, ds_uid: str) -> Conflict:
+        """E7601: no data write sharing on the set-level data set (aborts the import)."""
+        # 2.36.13.2 DVSS:931-936; 2.41.9.1 VAL validateDataSetIsAccessibleByUser
+        return self._pick(
+            _coded(
+                "E7601",
+                "dataSet",
+                {"dataSet": ds_raw},
+                f"User does not have write access for DataSet: `{ds_raw}`",
+                None,
+            ),
+            (ds_raw, f"User does not have write access for DataSet: {ds_uid}"),
+        )
 
     def outer_org_unit_not_found(self, ou: str, ds: str | None) -> Conflict:
         objects: dict[str, str | None] = {"organisationUnit": ou}
@@ -289,16 +304,47 @@ class Conflicts:
             (aoc, "Attribute option combo not found or not accessible for writing data"),
         )
 
-    def ou_not_in_hierarchy(self, i: int, ou: str | None, user: str) -> Conflict:
+    def ou_not_in_hierarchy(self, i: int, ou: str | None, user_uid: str, username: str) -> Conflict:
+        # 2.37.0+ VAL validateDataValueOrgUnitInUserHierarchy: currentUser.getUid();
+        # 2.36.13.2 DVSS:1115-1119: the username in the text
         return self._pick(
             _coded(
                 "E7617",
                 "orgUnit",
-                {"organisationUnit": ou, "user": user},
-                f"Organisation unit: `{_q(ou)}` not in hierarchy of current user: `{user}`",
+                {"organisationUnit": ou, "user": user_uid},
+                f"Organisation unit: `{_q(ou)}` not in hierarchy of current user: `{user_uid}`",
                 i,
             ),
-            (ou, f"Organisation unit not in hierarchy of current user: {user}"),
+            (ou, f"Organisation unit not in hierarchy of current user: {username}"),
+        )
+
+    def coc_not_writable(self, i: int, coc_raw: str | None, option: str) -> Conflict:
+        """E7614: a category option of the COC lacks data write sharing."""
+        # 2.41.9.1 VAL validateDataValueCategoryOptionComboAccess; 2.36.13.2 DVSS:1081-1090
+        # + DefaultAggregateAccessManager.canWrite 2.36.13.2:145-164
+        return self._pick(
+            _coded(
+                "E7614",
+                "categoryOptionCombo",
+                {"categoryOptionCombo": coc_raw, "categoryOption": option},
+                f"Category option combo: `{_q(coc_raw)}` option not accessible: `{option}`",
+                i,
+            ),
+            ("dataValueSet", f"User has no data write access for CategoryOption: {option}"),
+        )
+
+    def aoc_not_writable(self, i: int, aoc_raw: str | None, option: str) -> Conflict:
+        """E7616: a category option of the AOC lacks data write sharing."""
+        # 2.41.9.1 VAL validateDataValueAttrOptionComboAccess; 2.36.13.2 DVSS:1100-1109
+        return self._pick(
+            _coded(
+                "E7616",
+                "attributeOptionCombo",
+                {"categoryOptionCombo": aoc_raw, "categoryOption": option},
+                f"Attribute option combo: `{_q(aoc_raw)}` option not accessible: `{option}`",
+                i,
+            ),
+            ("dataValueSet", f"User has no data write access for CategoryOption: {option}"),
         )
 
     def value_not_defined(self, i: int, de: str | None) -> Conflict:
@@ -328,7 +374,7 @@ class Conflicts:
         text = I18N.get(key, key)
         return self._pick(
             _coded("E7620", "comment", {"comment": key}, f"Invalid comment: {text}", i),
-            (comment, text),
+            ("Comment", text),  # 2.36.13.2 DVSS:1145
         )
 
     def invalid_option(self, i: int, de: str, value: str) -> Conflict:
@@ -338,15 +384,16 @@ class Conflicts:
             (value, f"Data value is not a valid option of the data element option set: {de}"),
         )
 
-    def coc_required(self, i: int, de: str) -> Conflict:
+    # 2.36 puts the raw *value* in the object (2.36.13.2 DVSS:1168-1169,1182-1183)
+    def coc_required(self, i: int, value: str | None) -> Conflict:
         message = "Category option combo is required but is not specified"
-        return self._pick(_coded("E7630", "categoryOptionCombo", {}, message, i), (de, message))
+        return self._pick(_coded("E7630", "categoryOptionCombo", {}, message, i), (value, message))
 
-    def aoc_required(self, i: int, de: str) -> Conflict:
+    def aoc_required(self, i: int, value: str | None) -> Conflict:
         message = "Attribute option combo is required but is not specified"
-        return self._pick(_coded("E7631", "attributeOptionCombo", {}, message, i), (de, message))
+        return self._pick(_coded("E7631", "attributeOptionCombo", {}, message, i), (value, message))
 
-    def period_type_not_valid(self, i: int, pe: str | None, de: str) -> Conflict:
+    def period_type_not_valid(self, i: int, pe: str | None, iso: str, de: str) -> Conflict:
         return self._pick(
             _coded(
                 "E7632",
@@ -355,7 +402,8 @@ class Conflicts:
                 f"Period type of period: `{_q(pe)}` not valid for data element: `{de}`",
                 i,
             ),
-            (pe, f"Period type of period: {pe} not valid for data element: {de}"),
+            # 2.36.13.2 DVSS:1195-1197: object the raw period, text the ISO period
+            (pe, f"Period type of period: {iso} not valid for data element: {de}"),
         )
 
     def de_not_in_dataset(self, i: int, de: str, data_sets: str) -> Conflict:
@@ -427,6 +475,55 @@ class Conflicts:
             (stored_by, text),
         )
 
+    def period_outside_aoc(
+        self, i: int, pe_raw: str | None, aoc_raw: str | None, ids: tuple[str, str, str]
+    ) -> Conflict:
+        """E7638; ``ids`` are the resolved (period ISO, AOC, org unit)."""
+        pe, aoc, ou = ids
+        return self._pick(
+            _coded(
+                "E7638",
+                "period",
+                {"period": pe_raw, "categoryOptionCombo": aoc_raw},
+                f"Period: `{_q(pe_raw)}` is not within date range of attribute option combo: "
+                f"`{_q(aoc_raw)}`",
+                i,
+            ),
+            # 2.36.13.2 DVSS:1260-1262: the object is the org unit
+            (ou, f"Period: {pe} is not within date range of attribute option combo: {aoc}"),
+        )
+
+    def ou_outside_aoc(
+        self, i: int, ou_raw: str | None, aoc_raw: str | None, ou: str, aoc: str
+    ) -> Conflict:
+        return self._pick(
+            _coded(
+                "E7639",
+                "orgUnit",
+                {"organisationUnit": ou_raw, "categoryOptionCombo": aoc_raw},
+                f"Organisation unit: `{_q(ou_raw)}` is not valid for attribute option combo: "
+                f"`{_q(aoc_raw)}`",
+                i,
+            ),
+            # 2.36.13.2 DVSS:1271-1273
+            (ou, f"Organisation unit: {ou} is not valid for attribute option combo: {aoc}"),
+        )
+
+    def no_file_value(self, i: int, de_raw: str | None, de: str) -> Conflict:
+        """E7645: importStrategy=DELETE of a file-type value that does not exist."""
+        return self._pick(
+            _coded(
+                "E7645",
+                "dataElement",
+                {"dataElement": de_raw},
+                "No data value for file resource exist for the given combination for data "
+                f"element: `{_q(de_raw)}`",
+                i,
+            ),
+            # 2.36.13.2 DVSS:1356-1357
+            (de, "No data value for file resource exist for the given combination"),
+        )
+
     def expired(self, i: int, pe_raw: str | None, pe: str, ds: str) -> Conflict:
         return self._pick(
             _coded(
@@ -464,7 +561,7 @@ class Conflicts:
         legacy = f"Period: {pe} is after latest open future period: {latest} for data element: {de}"
         return self._pick(coded, (pe, legacy))
 
-    def not_open(self, i: int, pe_raw: str | None, pe: str, ds: str) -> Conflict:
+    def not_open(self, i: int, pe_raw: str | None, pe: str, ds: str, ou: str) -> Conflict:
         return self._pick(
             _coded(
                 "E7643",
@@ -473,7 +570,61 @@ class Conflicts:
                 f"Period: `{_q(pe_raw)}` is not open for this data set at this time: `{ds}`",
                 i,
             ),
-            (pe, f"Period: {pe} is not open for this data set at this time: {ds}"),
+            # 2.36.13.2 DVSS:1335-1337: the object is the org unit
+            (ou, f"Period: {pe} is not open for this data set at this time: {ds}"),
+        )
+
+    def already_approved(
+        self,
+        i: int,
+        raw: tuple[str | None, str | None, str | None],
+        ids: tuple[str, str, str],
+        ds: str,
+    ) -> Conflict:
+        """E7642; ``raw`` and ``ids`` are (org unit, period, attribute option combo)."""
+        ou_raw, pe_raw, aoc_raw = raw
+        ou, pe, aoc = ids
+        if self.v.e7642_new_text:
+            # 2.39.0 ErrorCode.java E7642
+            text = (
+                f"Data already approved for data set: `{ds}` period: `{_q(pe_raw)}` "
+                f"org unit: `{_q(ou_raw)}` attribute option combo: `{_q(aoc_raw)}`"
+            )
+        else:
+            # 2.37.0 ErrorCode.java E7642
+            text = (
+                f"Data is already approved for data set: `{ds}` period: `{_q(pe_raw)}` "
+                f"organisation unit: `{_q(ou_raw)}` attribute option combo: `{_q(aoc_raw)}`"
+            )
+        objects = {
+            "organisationUnit": ou_raw,
+            "period": pe_raw,
+            "categoryOptionCombo": aoc_raw,
+            "dataSet": ds,
+        }
+        return self._pick(
+            _coded("E7642", None, objects, text, i),
+            # 2.36.13.2 DVSS:1322-1325
+            (
+                ou,
+                f"Data is already approved for data set: {ds} period: {pe} "
+                f"organisation unit: {ou} attribute option combo: {aoc}",
+            ),
+        )
+
+    def not_conform_to_open_periods(self, i: int, pe_raw: str | None, pe: str, ou: str) -> Conflict:
+        """E7644: no data set of the element admits input now (element level)."""
+        return self._pick(
+            _coded(
+                "E7644",
+                "period",
+                {"period": pe_raw},
+                f"Period: `{_q(pe_raw)}` does not conform to the open periods of associated "
+                "data sets",
+                i,
+            ),
+            # 2.36.13.2 DVSS:1344-1345 (Period.getName() falls back to the ISO period)
+            (ou, f"Period {pe} does not conform to the open periods of associated data sets"),
         )
 
 
