@@ -25,6 +25,7 @@ from devstack.cht_api import (
     password_score,
 )
 from devstack.couchdb import CouchServer
+from tests.cht_fixtures import ORACLE, ChtExportError, cht_export
 
 MONTH = "2024-01"
 HAND_USER, HAND_PASSWORD = "hand-made", "Hand-made-Pa55"
@@ -497,3 +498,22 @@ def test_password_score_is_simple_password_testers():
     assert password_score("aaaaaaaa") == 8 + 2
     assert password_score("Integration-Pa55") == 16 + 2 * 12 + 15 * 3
     assert password_score("") == 0 + 0 - 15
+
+
+# -- CHT's own export (the oracle) on a conflicted deployment -------------------------------
+
+
+def test_chts_export_reads_winners_so_conflicts_leave_its_numbers_alone(
+    couch, deployed, conflicted
+):
+    if not ORACLE.exists():
+        pytest.skip(f"CHT's export oracle is not installed at {ORACLE}")
+    clean = cht_export(couch, deployed.db, dep.DS_MONTHLY, MONTH)
+    db = conflicted[0]
+    with_conflicts = cht_export(couch, db, dep.DS_MONTHLY, MONTH)
+    assert with_conflicts["dataValues"] == clean["dataValues"]
+    assert with_conflicts["period"] == MONTH.replace("-", "")
+    units = {v["orgUnit"] for v in with_conflicts["dataValues"]}
+    assert dep.OU_CHU[2] in units  # chu-3's winning org unit
+    with pytest.raises(ChtExportError, match='dataSet "nope" is not defined'):
+        cht_export(couch, db, "nope", MONTH)
