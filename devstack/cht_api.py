@@ -27,7 +27,7 @@ front, each standing for a CHT instance's medic database; a real CHT routes only
 ============================================  =========  ==============  =====================
 request                                       admin      online          offline
 ============================================  =========  ==============  =====================
-``GET /{db}`` (any user, even anonymous)      302 to ``/{db}/`` (5.2.0 routing.js:1053-1062)
+``GET /{db}`` (any user, even anonymous)      302 to ``/{db}/`` (5.2.0 routing.js:1057-1062)
 ``GET /{db}/`` database info                  proxied    proxied         403 firewall (:1070)
 ``GET /{db}/{doc}`` (``settings`` etc.)       proxied    proxied         the doc if allowed,
                                                                          else 403 (:866-884)
@@ -410,12 +410,15 @@ class ChtApiFront:
             # anyone may read their session (5.2.0 routing.js:352-359)
             return self._proxy(request, raw, client=True)
         if first == "api":
-            return self._api(request, parts[1:])
+            return self._api(request, parts[1:], raw)
+        if first == "" and request.method == "GET":
+            # CouchDB's welcome for a JSON client (5.2.0 routing.js:283-291)
+            return self._proxy(request, raw, client=True)
         if first == "" or first.startswith("_"):
             return self._fallback(request, raw, self._authenticate(request))
         db = first
         if len(parts) == 1 and request.method in ("GET", "HEAD"):
-            # 5.2.0 routing.js:1053-1062 (4.0.0 :796-801): before any auth check
+            # 5.2.0 routing.js:1057-1062 (4.0.0 :796-801): before any auth check
             return self._redirect(request, f"/{quote(db, safe='')}/")
         user = self._authenticate(request)
         return self._db_request(request, user, db, parts[1:], raw, query)
@@ -533,7 +536,7 @@ class ChtApiFront:
 
     # -- /api/v1 -----------------------------------------------------------------------------
 
-    def _api(self, request: Request, rest: list[str]) -> Response:
+    def _api(self, request: Request, rest: list[str], raw: str) -> Response:
         route = "/".join(rest)
         if route == "v1/settings" and request.method == "GET":
             # 5.2.0 routing.js:779; controllers/settings.js:6; services/settings.js:53-66
@@ -554,7 +557,7 @@ class ChtApiFront:
             except ValueError:
                 return _cht_error(request, 400, "Invalid JSON")
             return self._users_post(request, data)
-        return self._fallback(request, request.full_path.rstrip("?"), self._authenticate(request))
+        return self._fallback(request, raw, self._authenticate(request))
 
     def _users_post(self, request: Request, data: Any) -> Response:
         if isinstance(data, list):
