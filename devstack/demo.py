@@ -47,7 +47,10 @@ def run_demo(keep: bool = False) -> int:
         stack.wait_registered(URN)
         channels = stack.install_channels(URN)
         polling = next(c for c in channels if c.get("type") == "polling")
-        print(f"CHT (CouchDB):   {stack.env['CHT_URL']}/{stack.env['CHT_DB']}")
+        print(
+            f"CHT (API front): {stack.env['CHT_URL']}/{stack.env['CHT_DB']}"
+            f"  (as {stack.env['CHT_USERNAME']}, online non-admin)"
+        )
         print(f"DHIS2 stand-in:  {stack.dhis2.url}  (version {stack.dhis2_version})")
         print(f"OpenHIM API:     {stack.openhim.url}")
         print(f"mediator:        {stack.mediator_url}/push  /health")

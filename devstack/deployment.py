@@ -20,8 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import cht_docs as d
+from .couchdb import CouchServer
 
 DEFAULT_COC = "HllvX50cXC0"
+CHW_PASSWORD = "Chw-dev-Pa55word"  # noqa: S105 - every demo CHW's, a throwaway local password
 
 DS_MONTHLY = "VMuFODsyWaO"  # CHT's default "MoH Monthly Integration"
 DS_CHW = "QX4ZTUbOt3a"  # a second data set: CHW activity
@@ -109,6 +111,10 @@ def app_settings() -> dict[str, Any]:
         ],
         "uhc": {"visit_count": {"month_start_date": 1}},
         "tasks": {"targets": {"enabled": True, "items": TARGET_ITEMS}},
+        # CHWs offline with can_view_tasks/can_view_analytics (so their devices write target
+        # docs), the mediator's integration user online (cht_docs.CHT_ROLES)
+        "roles": d.CHT_ROLES,
+        "permissions": d.CHT_PERMISSIONS,
     }
 
 
@@ -213,6 +219,26 @@ class Deployment:
     never_synced: list[str] = field(default_factory=list)
     chw_contacts: dict[str, str] = field(default_factory=dict)  # username -> contact id
     chw_chu: dict[str, str] = field(default_factory=dict)  # username -> CHU org unit
+    chw_place: dict[str, str] = field(default_factory=dict)  # username -> CHU place id
+
+    def docs_without_users(self) -> list[dict[str, Any]]:
+        """The docs but the user-settings ones, which CHT's users API writes itself
+        (``ChtApiFront.create_user`` with ``user_specs``)."""
+        return [doc for doc in self.docs if doc.get("type") != "user-settings"]
+
+    def user_specs(self) -> list[dict[str, Any]]:
+        """``ChtApiFront.create_user`` arguments for each CHW: offline (role ``chw``), at their
+        CHU, their person contact."""
+        return [
+            {
+                "username": name,
+                "password": CHW_PASSWORD,
+                "roles": [d.CHW_ROLE],
+                "place": self.chw_place[name],
+                "contact": self.chw_contacts[name],
+            }
+            for name in self.users
+        ]
 
 
 def _synced_at(month: str, rng: random.Random) -> int:
@@ -272,6 +298,7 @@ def build(
             dep.users.append(username)
             dep.chw_contacts[username] = contact_id
             dep.chw_chu[username] = OU_CHU[n]
+            dep.chw_place[username] = chu["_id"]
     silent = set(dep.users[-never_synced:]) if never_synced else set()
     dep.never_synced = sorted(silent)
     for month in months:
@@ -299,3 +326,62 @@ def build(
                 )
             )
     return dep
+
+
+@dataclass
+class Conflicts:
+    """The conflicted docs ``seed_conflicts`` wrote: id -> (winning rev, losing leaf rev)."""
+
+    revs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    moved_chw: str = ""  # the CHW whose losing person revision sits under another CHU
+    moved_to: str = ""  # that CHU's org unit
+    renamed_place: str = ""  # the CHU whose losing revision carries another org unit
+    deleted_user: str = ""  # the CHW whose user-settings doc has a deleted losing branch
+
+
+def seed_conflicts(couch: CouchServer, db: str, dep: Deployment) -> Conflicts:
+    """Conflict docs already loaded from ``dep`` as two devices leave them, each with its
+    LOSING leaf first in CouchDB 3's ``_bulk_get`` order (``cht_docs.conflict``), so that a
+    reader taking the first leaf gets other numbers than CHT's export (which reads winners):
+
+    - the first CHW's person: the loser moves them under another CHU (another org unit);
+    - the third CHU: the loser carries the fourth CHU's org unit;
+    - the fourth CHW's user-settings doc: the loser is a deleted branch.
+
+    Needs at least 4 CHUs' worth of users (the default ``build``).
+    """
+    first, fourth = dep.users[0], dep.users[3]
+    other = next(u for u in dep.users if dep.chw_place[u] != dep.chw_place[first])
+    stored = {}
+    for ident in (
+        dep.chw_contacts[first],
+        dep.chw_place[other],
+        "chu-3",
+        f"org.couchdb.user:{fourth}",
+    ):
+        doc = couch.get(db, ident)
+        if doc is None:
+            raise RuntimeError(f"seed_conflicts: {ident} is not in {db}")
+        stored[ident] = doc
+    chw = stored[dep.chw_contacts[first]]
+    target = stored[dep.chw_place[other]]
+    moved = {**chw, "parent": d.minify(target)}
+    place = stored["chu-3"]
+    renamed = {**place, "dhis": {"orgUnit": OU_CHU[3]}}
+    info = Conflicts(
+        moved_chw=first,
+        moved_to=dep.chw_chu[other],
+        renamed_place="chu-3",
+        deleted_user=fourth,
+    )
+    docs: list[dict[str, Any]] = []
+    for winner, loser in (
+        (chw, moved),
+        (place, renamed),
+        (stored[f"org.couchdb.user:{fourth}"], None),
+    ):
+        made = d.conflict(winner, loser, base_rev=winner["_rev"])
+        docs += made.docs
+        info.revs[winner["_id"]] = (made.winner, made.loser)
+    couch.write_revisions(db, docs)
+    return info

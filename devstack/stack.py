@@ -1,5 +1,7 @@
-"""The whole local stack on loopback: CouchDB (CHT), DHIS2 and OpenHIM stand-ins,
-and the mediator itself, registered with OpenHIM as it would be in production.
+"""The whole local stack on loopback: CouchDB (CHT) behind CHT's API (``cht_api``), DHIS2
+and OpenHIM stand-ins, and the mediator itself, registered with OpenHIM as it would be in
+production. The mediator reads CHT through the API front as the online non-admin
+integration user; the CHWs are offline users made through CHT's users API.
 
 Used by the demo and the end-to-end tests.
 """
@@ -13,6 +15,7 @@ from typing import Any
 import requests
 
 from . import deployment as dep
+from .cht_api import INTEGRATION_PASSWORD, INTEGRATION_USER, ChtApiFront
 from .couchdb import CouchServer
 from .dhis2_standin import Dhis2StandIn
 from .net import ServerThread, free_port, wait_for
@@ -30,6 +33,9 @@ class LocalStack:
     db: str = "medic"
     extra_env: dict[str, str] = field(default_factory=dict)
     couch: CouchServer | None = None
+    cht_conflicts: bool = False  # seed deployment.seed_conflicts' conflicted docs
+    cht: ChtApiFront | None = None
+    conflicts: dep.Conflicts | None = None
     dhis2: Dhis2StandIn | None = None
     openhim: OpenhimStandIn | None = None
     deployment: dep.Deployment | None = None
@@ -47,7 +53,13 @@ class LocalStack:
             self._own_couch = False  # a shared server (tests): leave it running
         self.deployment = dep.build(self.months)
         self.couch.create_db(self.db)
-        self.couch.bulk(self.db, self.deployment.docs)
+        self.couch.bulk(self.db, self.deployment.docs_without_users())
+        self.cht = ChtApiFront(self.couch, db=self.db).start()
+        for spec in self.deployment.user_specs():  # CHWs as CHT's users API makes them
+            self.cht.create_user(**spec, replace=True)
+        self.cht.create_integration_user()
+        if self.cht_conflicts:
+            self.conflicts = dep.seed_conflicts(self.couch, self.db, self.deployment)
         self.dhis2 = Dhis2StandIn(version=self.dhis2_version).start()
         self.openhim = OpenhimStandIn(
             clients=[Client(ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD, roles=["cht-dhis2-admin"])]
@@ -56,10 +68,10 @@ class LocalStack:
             self.openhim.down()
         port = free_port()
         self.env = {
-            "CHT_URL": self.couch.url,
+            "CHT_URL": self.cht.url,
             "CHT_DB": self.db,
-            "CHT_USERNAME": self.couch.username,
-            "CHT_PASSWORD": self.couch.password,
+            "CHT_USERNAME": INTEGRATION_USER,
+            "CHT_PASSWORD": INTEGRATION_PASSWORD,
             "DHIS2_URL": self.dhis2.url,
             "DHIS2_USERNAME": DHIS2_USER,
             "DHIS2_PASSWORD": DHIS2_PASSWORD,
@@ -124,7 +136,7 @@ class LocalStack:
 
     def stop(self) -> None:
         self.stop_mediator()
-        parts: list[Any] = [self.openhim, self.dhis2]
+        parts: list[Any] = [self.openhim, self.dhis2, self.cht]
         if self._own_couch:
             parts.append(self.couch)
         for part in parts:

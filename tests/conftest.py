@@ -1,12 +1,19 @@
-"""Shared fixtures: a real CouchDB-protocol server (pouchdb-server) per session."""
+"""Shared fixtures: a real CouchDB-protocol server (pouchdb-server) per session, and CHT's
+API in front of it (``devstack.cht_api``) as an operator's ``CHT_URL`` reaches CHT."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from devstack import cht_docs
+from devstack.cht_api import INTEGRATION_PASSWORD, INTEGRATION_USER, ChtApiFront
 from devstack.couchdb import CouchServer
+from mediator.config import ChtSettings
+
+# the front's own database: CHT's API reads its app settings (roles) here when it makes users
+FRONT_DB = "cht-api-medic"
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +23,52 @@ def couch() -> Iterator[CouchServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def cht_api(couch: CouchServer) -> Iterator[ChtApiFront]:
+    """CHT's API over the session's pouchdb-server, routing every ``/{db}/`` as CHT routes
+    medic, with the online non-admin integration user (``INTEGRATION_USER``) made through
+    CHT's users API. CouchDB 3's ``_bulk_get`` (every leaf) is on."""
+    couch.create_db(FRONT_DB)
+    couch.bulk(FRONT_DB, [cht_docs.settings_doc(cht_docs.with_cht_access({}))])
+    front = ChtApiFront(couch, db=FRONT_DB).start()
+    try:
+        front.create_integration_user()
+        yield front
+    finally:
+        front.stop()
+
+
+@pytest.fixture
+def cht_api_env(cht_api: ChtApiFront) -> Callable[[str], dict[str, str]]:
+    """``cht_api_env(db)``: the mediator's ``CHT_*`` variables to read ``db`` through the
+    front as the integration user."""
+
+    def env(db: str) -> dict[str, str]:
+        return {
+            "CHT_URL": cht_api.url,
+            "CHT_DB": db,
+            "CHT_USERNAME": INTEGRATION_USER,
+            "CHT_PASSWORD": INTEGRATION_PASSWORD,
+        }
+
+    return env
+
+
+@pytest.fixture
+def cht_api_settings(cht_api: ChtApiFront) -> Callable[..., ChtSettings]:
+    """``cht_api_settings(db, **fields)``: the mediator's ``ChtSettings`` for ``db`` through
+    the front as the integration user (``fields`` override, e.g. ``page_size``)."""
+
+    def settings(db: str, **fields: object) -> ChtSettings:
+        values: dict[str, object] = {
+            "url": cht_api.url,
+            "db": db,
+            "username": INTEGRATION_USER,
+            "password": INTEGRATION_PASSWORD,
+            **fields,
+        }
+        return ChtSettings.model_validate(values)
+
+    return settings
