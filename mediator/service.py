@@ -26,7 +26,7 @@ from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from werkzeug.serving import make_server
 
-from .app import PUSH_PATH, PushService, Runner, create_app
+from .app import PUSH_PATH, create_app
 from .config import ConfigError, MediatorSettings, OpenhimSettings
 from .console_config import ConsoleConfig, load_registration, validate_config
 from .envelope import error_envelope, iso, transaction_document
@@ -34,6 +34,8 @@ from .models import utcnow
 from .openhim import OpenhimAgent, OpenhimClient, OpenhimError
 from .pipeline import execute
 from .run_request import RunRequest
+from .runs import Runner, RunService
+from .secrets import warn_weak_secrets
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ class ScheduledRun:
 
     def __init__(
         self,
-        service: PushService,
+        service: RunService,
         agent: OpenhimAgent | None,
         channel_name: str | None,
         route: Mapping[str, str],
@@ -120,8 +122,7 @@ class ScheduledRun:
             try:
                 channel_id = self.agent.trigger_channel(self.channel_name)
             except OpenhimError as exc:
-                reached = self.service.state.last_request_at
-                if reached is not None and reached >= started:
+                if self.service.queue.started_since(started):
                     # core answers 500 when the route answered a Failed run: the
                     # run happened and its transaction is in OpenHIM
                     log.info("scheduled run went through OpenHIM (trigger said: %s)", exc)
@@ -200,7 +201,7 @@ def build(
         agent=agent,
         push_auth=push_auth,
     )
-    service: PushService = app.extensions["mediator"]
+    service: RunService = app.extensions["mediator"]
 
     scheduler = BackgroundScheduler(timezone="UTC")
     if agent is not None:
@@ -249,6 +250,7 @@ def serve(env: Mapping[str, str] | None = None) -> int:
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         return 2
+    warn_weak_secrets(source)
     server = make_server(mediator.host, mediator.port, app, threaded=True)
     scheduler.start()
     if agent is not None and openhim.register_on_start:

@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 
-from mediator.app import create_app, parse_last_run_at
+from mediator.app import create_app
 from mediator.config import OpenhimSettings, RuntimeConfig
 from mediator.console_config import ConsoleConfig, load_registration
 from mediator.envelope import BODY_LIMIT
@@ -24,6 +24,7 @@ from mediator.openhim import OpenhimAgent, OpenhimClient
 from mediator.periods import Month, Period
 from mediator.report import ChtRead, DataSetResult, ImportCount, RunReport
 from mediator.run_request import RunInputError, RunRequest
+from mediator.runs import parse_last_run_at
 
 CORE = "https://openhim.test:8080"
 CHT_PW = "Cht-Secret-7731"
