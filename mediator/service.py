@@ -243,6 +243,7 @@ def serve(env: Mapping[str, str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     source = os.environ if env is None else env
+    warn_weak_secrets(source)
     try:
         mediator = MediatorSettings.from_env(source)
         openhim = OpenhimSettings.from_env(source)
@@ -250,7 +251,6 @@ def serve(env: Mapping[str, str] | None = None) -> int:
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         return 2
-    warn_weak_secrets(source)
     server = make_server(mediator.host, mediator.port, app, threaded=True)
     scheduler.start()
     if agent is not None and openhim.register_on_start:
