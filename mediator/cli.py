@@ -59,7 +59,7 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _request(args: argparse.Namespace) -> RunRequest:
+def _request(args: argparse.Namespace, *, dhis2_ids: bool = True) -> RunRequest:
     """The same checks and limits as the push endpoint (``RunRequest.from_fields``),
     told with the command line's option names."""
     given = {
@@ -71,13 +71,12 @@ def _request(args: argparse.Namespace) -> RunRequest:
         "dryRun": getattr(args, "dry_run", False) or None,
     }
     fields = {name: value for name, value in given.items() if value is not None}
-    return RunRequest.from_fields(fields, names=CLI_NAMES, trigger="cli")
+    return RunRequest.from_fields(fields, names=CLI_NAMES, trigger="cli", dhis2_ids=dhis2_ids)
 
 
-def preview(args: argparse.Namespace) -> int:
+def preview(args: argparse.Namespace, request: RunRequest) -> int:
     try:
         config = RuntimeConfig.from_env(need_dhis2=False)
-        request = _request(args)
         if request.scheduled:
             config.lookback_periods = 0  # a preview shows the latest completed month only
         computed = compute(request, config)
@@ -106,10 +105,10 @@ def _diagnose(what: str, docs: int, skipped: dict[str, int]) -> None:
     print(f"{what}: of {docs} target docs, not counted: {detail}", file=sys.stderr)
 
 
-def push(args: argparse.Namespace) -> int:
+def push(request: RunRequest) -> int:
     try:
         config = RuntimeConfig.from_env()
-        report = execute(_request(args), config)
+        report = execute(request, config)
     except (ConfigError, RunInputError, PeriodError) as exc:
         return _fail(str(exc))
     except RunBusyError as exc:
@@ -134,10 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in ("preview", "push"):
         warn_weak_secrets(os.environ)
-    if args.command == "preview":
-        return preview(args)
-    if args.command == "push":
-        return push(args)
+        try:  # preview reads CHT alone: CHT's ids, as CHT's export takes them
+            request = _request(args, dhis2_ids=args.command == "push")
+        except RunInputError as exc:
+            _fail(str(exc))
+            raise SystemExit(EXIT_BAD_INPUT) from None  # as argparse ends on bad arguments
+        return preview(args, request) if args.command == "preview" else push(request)
     if args.command == "serve":
         from .service import serve
 

@@ -26,7 +26,7 @@ from .config import ChtSource, RuntimeConfig
 from .diagnoses import diagnose
 from .engine import Aggregation, EngineError, data_set_ids, writes_targets
 from .locks import RunBusyError, RunLocks
-from .models import DataValue, DataValueSet, Exchange, utcnow
+from .models import DataValue, DataValueSet, Exchange, is_uid, utcnow
 from .periods import (
     Month,
     Period,
@@ -531,6 +531,13 @@ def execute(
 ) -> RunReport:
     """Run it all and report. Raises RunInputError for requests that cannot run, and
     RunBusyError when another run holds one of its (data set, period) pairs."""
+    bad = [ds for ds in request.data_sets if not is_uid(ds)]
+    if request.org_unit is not None and not is_uid(request.org_unit):
+        bad.append(request.org_unit)
+    if bad:
+        raise RunInputError(
+            f"not a DHIS2 id (11 letters or digits, starting with a letter): {', '.join(bad)}"
+        )
     report = RunReport(run_id=uuid.uuid4().hex[:12], trigger=request.trigger)
     report.dry_run = config.dry_run if request.dry_run is None else request.dry_run
     report.org_unit = request.org_unit

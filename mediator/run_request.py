@@ -124,20 +124,9 @@ class RunRequest(BaseModel):
 
     @field_validator("data_sets")
     @classmethod
-    def _data_sets_are_uids(cls, value: list[str]) -> list[str]:
-        name = _NAMES.get()["dataSet"]
-        bad = next((ds for ds in value if not is_uid(ds)), None)
-        if bad is not None:
-            raise RunInputError(f"{name} {bad!r} {_NOT_UID}")
+    def _at_most_50_data_sets(cls, value: list[str]) -> list[str]:
         if len(set(value)) > MAX_DATA_SETS:
             raise RunInputError(f"at most {MAX_DATA_SETS} data sets per request, got {len(value)}")
-        return value
-
-    @field_validator("org_unit")
-    @classmethod
-    def _org_unit_is_a_uid(cls, value: str | None) -> str | None:
-        if value is not None and not is_uid(value):
-            raise RunInputError(f"{_NAMES.get()['orgUnit']} {value!r} {_NOT_UID}")
         return value
 
     @model_validator(mode="after")
@@ -175,11 +164,16 @@ class RunRequest(BaseModel):
         *,
         names: Mapping[str, str] = HTTP_NAMES,
         trigger: str = "http",
+        dhis2_ids: bool = True,
     ) -> RunRequest:
         """A request from what a caller typed: ``fields`` by parameter name (``PARAMS``),
         each a string, a list of strings (``period`` and ``dataSet`` also split on
         commas), or for ``dryRun`` a bool. Absent means the default; present but empty
-        is refused (``/push?period=`` is a mistake, never the scheduled periods)."""
+        is refused (``/push?period=`` is a mistake, never the scheduled periods).
+
+        ``dhis2_ids``: data set and org unit must be DHIS2 uids, as anything that may
+        reach DHIS2 (they go into its URLs). Only ``preview`` reads CHT alone and takes
+        whatever ids CHT's ``dhis_data_sets`` and places carry, as CHT's export does."""
         unknown = sorted(set(fields) - set(PARAMS))
         if unknown:
             known = ", ".join(names[p] for p in PARAMS)
@@ -190,12 +184,20 @@ class RunRequest(BaseModel):
                 periods.append(Period.parse(text))
             except PeriodError as exc:
                 raise RunInputError(str(exc)) from None
+        data_sets = list(dict.fromkeys(_items(fields, "dataSet", names)))
+        org_unit = _single(fields, "orgUnit", names)
+        if dhis2_ids:
+            bad = next((ds for ds in data_sets if not is_uid(ds)), None)
+            if bad is not None:
+                raise RunInputError(f"{names['dataSet']} {bad!r} {_NOT_UID}")
+            if org_unit is not None and not is_uid(org_unit):
+                raise RunInputError(f"{names['orgUnit']} {org_unit!r} {_NOT_UID}")
         return cls.checked(
             {
                 "periods": sorted(set(periods)),
                 "span": _span(fields, names),
-                "data_sets": list(dict.fromkeys(_items(fields, "dataSet", names))),
-                "org_unit": _single(fields, "orgUnit", names),
+                "data_sets": data_sets,
+                "org_unit": org_unit,
                 "dry_run": _flag(fields, names),
                 "trigger": trigger,
             },

@@ -29,7 +29,7 @@ from werkzeug.serving import make_server
 from .app import PUSH_PATH, create_app
 from .config import ConfigError, MediatorSettings, OpenhimSettings
 from .console_config import ConsoleConfig, load_registration, validate_config
-from .envelope import error_envelope, iso, transaction_document
+from .envelope import iso, transaction_document
 from .models import utcnow
 from .openhim import OpenhimAgent, OpenhimClient, OpenhimError
 from .pipeline import execute
@@ -141,9 +141,7 @@ class ScheduledRun:
         try:
             effective = self.service.effective()
         except ConfigError as exc:
-            envelope = error_envelope(
-                urn=self.service.urn, http_status=500, message=f"configuration problem: {exc}"
-            )
+            envelope = self.service.refuse(500, f"configuration problem: {exc}")
         else:
             # like a polling channel: the latest completed period of each data set's
             # type and the lookback before it, as of the trigger time
@@ -214,6 +212,19 @@ def build(
             coalesce=True,
             misfire_grace_time=None,
         )
+    _schedule(scheduler, source, service, agent, registration, mediator)
+    return app, scheduler, agent
+
+
+def _schedule(
+    scheduler: BackgroundScheduler,
+    source: Mapping[str, str],
+    service: RunService,
+    agent: OpenhimAgent | None,
+    registration: Mapping[str, Any],
+    mediator: MediatorSettings,
+) -> None:
+    """The internal schedule (``MEDIATOR_SCHEDULE``), when one is asked for."""
     cron = source.get(SCHEDULE_ENV, "").strip()
     if cron:
         tz = source.get("MEDIATOR_TIMEZONE", "").strip() or "UTC"
@@ -232,7 +243,6 @@ def build(
             misfire_grace_time=3600,
         )
         log.info("internal schedule %r (%s) via channel %r", cron, tz, channel)
-    return app, scheduler, agent
 
 
 def serve(env: Mapping[str, str] | None = None) -> int:

@@ -310,63 +310,7 @@ def test_transaction_document_for_the_schedule_fallback() -> None:
     assert transaction_document(build(), request=request, channel_id="c1")["channelID"] == "c1"
 
 
-# --- data is never altered; free text from outside is scrubbed --------------------
-
-
-def district_report(error_body: str) -> RunReport:
-    """A run whose ids contain DHIS2's default password, ``district``, and whose
-    DHIS2 answered an error body."""
-    failed = dhis2_post()
-    failed = failed.model_copy(update={"status": 409, "response_body": error_body})
-    return make_report(
-        periods=["202402"],
-        results=[
-            DataSetResult(
-                data_set="VTdjfLXXmoi",
-                period="202402",
-                status="warning",
-                counts=ImportCount(imported=3),
-                coverage=[
-                    OrgUnitCoverage(
-                        orgUnit="OuDistrict1",
-                        name="district-1",
-                        places=["district-1", "chu-district-1a"],
-                        expected=2,
-                        synced=1,
-                        missing=["chw-district"],
-                    )
-                ],
-                rejected=[
-                    RejectedRow(
-                        dataElement="deDistrict1",
-                        orgUnit="OuDistrict1",
-                        period="202402",
-                        reason="Org unit not assigned: district-1",
-                    )
-                ],
-            )
-        ],
-        exchanges=[cht_page(1), failed],
-    )
-
-
-def test_a_place_id_that_contains_the_password_survives_and_a_real_secret_does_not() -> None:
-    body = json.dumps({"message": f"login as admin:{DHIS2_PW} refused for district-1"})
-    env = run_envelope(
-        district_report(body), urn=URN, secrets=["district", DHIS2_PW], cht_url=CHT, now=T0
-    )
-    text = json.dumps(env)
-    report = json.loads(env["response"]["body"])
-    coverage = report["results"][0]["coverage"][0]
-    assert coverage["name"] == "district-1"
-    assert coverage["places"] == ["district-1", "chu-district-1a"]
-    assert coverage["missing"] == ["chw-district"]
-    assert report["results"][0]["rejected"][0]["reason"] == "Org unit not assigned: district-1"
-    assert "*-1" not in text and "chu-****" not in text
-    # the peer's error body is free text from outside: the real secret is masked there
-    dhis2 = env["orchestrations"][1]
-    assert DHIS2_PW not in text
-    assert f"admin:{MASK} refused for district-1" in dhis2["response"]["body"]
+# --- data is never altered (tests/unit/test_masking.py); free text is scrubbed ------
 
 
 def test_a_place_named_basic_health_unit_is_not_taken_for_a_credential() -> None:
