@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -16,25 +17,12 @@ from datetime import date
 from .cht import ChtError
 from .config import ConfigError, RuntimeConfig
 from .locks import RunBusyError
-from .periods import Month, Period, PeriodError
+from .periods import PeriodError
 from .pipeline import compute, execute
-from .run_request import RunInputError, RunRequest
+from .run_request import CLI_NAMES, RunInputError, RunRequest
+from .secrets import warn_weak_secrets
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def _month(text: str) -> Month:
-    try:
-        return Month.parse(text)
-    except PeriodError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _period(text: str) -> Period:
-    try:
-        return Period.parse(text)
-    except PeriodError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,18 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     def scope(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--period",
-            type=_period,
             action="append",
-            default=[],
             help="a DHIS2 period: YYYY-MM or YYYYMM, YYYYQn, YYYYSn, YYYY, YYYYApril... "
             "(default: the latest completed period of each data set's type, and the ones "
             "before it that MEDIATOR_LOOKBACK_PERIODS says)",
         )
-        p.add_argument("--from", dest="start", type=_month, help="backfill from this month")
-        p.add_argument("--to", dest="end", type=_month, help="backfill up to this month")
-        p.add_argument(
-            "--data-set", action="append", default=[], help="DHIS2 data set UID (repeatable)"
-        )
+        p.add_argument("--from", dest="start", help="backfill from this month (YYYY-MM)")
+        p.add_argument("--to", dest="end", help="backfill up to this month (YYYY-MM)")
+        p.add_argument("--data-set", action="append", help="DHIS2 data set UID (repeatable)")
         p.add_argument("--org-unit", help="only this DHIS2 org unit")
 
     preview = sub.add_parser("preview", help="print the dataValueSets CHT's export would give")
@@ -75,27 +59,24 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _request(args: argparse.Namespace, trigger: str = "cli") -> RunRequest:
-    if (args.start is None) != (args.end is None):
-        raise RunInputError("give --from and --to together (months, YYYY-MM)")
-    if args.start is not None and args.period:
-        raise RunInputError("give either --period or --from/--to, not both")
-    if args.start is not None and args.end < args.start:
-        raise RunInputError(f"--from {args.start.tag} is after --to {args.end.tag}")
-    return RunRequest(
-        periods=sorted(set(args.period)),
-        span=(args.start, args.end) if args.start is not None else None,
-        data_sets=args.data_set,
-        org_unit=args.org_unit,
-        dry_run=getattr(args, "dry_run", None) or None,
-        trigger=trigger,
-    )
+def _request(args: argparse.Namespace, *, dhis2_ids: bool = True) -> RunRequest:
+    """The same checks and limits as the push endpoint (``RunRequest.from_fields``),
+    told with the command line's option names."""
+    given = {
+        "period": args.period,
+        "from": args.start,
+        "to": args.end,
+        "dataSet": args.data_set,
+        "orgUnit": args.org_unit,
+        "dryRun": getattr(args, "dry_run", False) or None,
+    }
+    fields = {name: value for name, value in given.items() if value is not None}
+    return RunRequest.from_fields(fields, names=CLI_NAMES, trigger="cli", dhis2_ids=dhis2_ids)
 
 
-def preview(args: argparse.Namespace) -> int:
+def preview(args: argparse.Namespace, request: RunRequest) -> int:
     try:
         config = RuntimeConfig.from_env(need_dhis2=False)
-        request = _request(args)
         if request.scheduled:
             config.lookback_periods = 0  # a preview shows the latest completed month only
         computed = compute(request, config)
@@ -124,10 +105,10 @@ def _diagnose(what: str, docs: int, skipped: dict[str, int]) -> None:
     print(f"{what}: of {docs} target docs, not counted: {detail}", file=sys.stderr)
 
 
-def push(args: argparse.Namespace) -> int:
+def push(request: RunRequest) -> int:
     try:
         config = RuntimeConfig.from_env()
-        report = execute(_request(args), config)
+        report = execute(request, config)
     except (ConfigError, RunInputError, PeriodError) as exc:
         return _fail(str(exc))
     except RunBusyError as exc:
@@ -150,10 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = _parser().parse_args(argv)
-    if args.command == "preview":
-        return preview(args)
-    if args.command == "push":
-        return push(args)
+    if args.command in ("preview", "push"):
+        warn_weak_secrets(os.environ)
+        try:  # preview reads CHT alone: CHT's ids, as CHT's export takes them
+            request = _request(args, dhis2_ids=args.command == "push")
+        except RunInputError as exc:
+            _fail(str(exc))
+            raise SystemExit(EXIT_BAD_INPUT) from None  # as argparse ends on bad arguments
+        return preview(args, request) if args.command == "preview" else push(request)
     if args.command == "serve":
         from .service import serve
 

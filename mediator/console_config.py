@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .config import ConfigError, RuntimeConfig, parse_flag
 from .models import is_uid, utcnow
+from .secrets import warn_weak_secrets
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +250,7 @@ class ConsoleConfig:
                 "OpenHIM console config applied (parameters: %s); it takes effect on the next run",
                 ", ".join(sorted(checked.config)) or "none",
             )
+            warn_weak_secrets({}, checked.config)
         return True
 
 
@@ -334,13 +336,3 @@ def resolve(
         ) from None
     async_mode = parse_flag(merged.get("MEDIATOR_ASYNC"), False, "MEDIATOR_ASYNC")
     return Effective(runtime, async_mode, pinned, sources)
-
-
-def secrets_of(runtime: RuntimeConfig | None) -> list[str]:
-    """Secret values a report or envelope must never show."""
-    if runtime is None:
-        return []
-    found = [source.settings.password for source in runtime.sources()]
-    if runtime.dhis2 is not None:
-        found += [runtime.dhis2.password, runtime.dhis2.token]
-    return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]

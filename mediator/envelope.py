@@ -12,22 +12,20 @@ each body is capped here and the whole envelope stays far below that.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from .models import Exchange, utcnow
-from .report import RunReport
+from .report import Finding, RunReport
+from .secrets import Scrubber, mask_headers, mask_members, mask_query
 
 CONTENT_TYPE = "application/json+openhim"
-MASK = "**********"
 BODY_LIMIT = 15_000
 TOTAL_BODY_BUDGET = 5 * 1024 * 1024  # bytes of all bodies; core stores them twice, cap 15 MiB
 MAX_ORCHESTRATIONS = 200
-MIN_SECRET_LENGTH = 4  # shorter values would blank ordinary words everywhere
 LIST_CAP = 50  # conflicts / rejected rows kept per data set in the response body
 
 EnvelopeStatus = Literal[
@@ -41,11 +39,6 @@ INNER_STATUS: dict[str, int] = {
     "Completed with error(s)": 207,
     "Failed": 500,
 }
-
-_SECRET_HEADER = re.compile(r"authorization|cookie|token|password|secret|api-?key|auth-", re.I)
-_SECRET_PARAM = re.compile(r"pass|token|secret|key|auth", re.I)
-_AUTH_SCHEME = re.compile(r"\b(Basic|Bearer|ApiToken|Token)\s+[A-Za-z0-9+/=._~-]{6,}", re.I)
-_URL_USERINFO = re.compile(r"(https?://)[^/@\s:]+:[^/@\s]+@", re.I)
 
 
 def iso(moment: datetime | None = None) -> str:
@@ -64,41 +57,42 @@ def truncate(text: str, limit: int = BODY_LIMIT) -> str:
     return text[: max(0, limit - len(marker))] + marker
 
 
-class Scrubber:
-    """Masks credentials: known secret values, auth headers, auth query params."""
+def scrub_report(report: RunReport, scrub: Scrubber) -> RunReport:
+    """A copy of the report whose free text (messages, errors, DHIS2's reasons and the
+    diagnoses built from them) went through ``scrub``; ids, names, numbers and periods
+    are never touched, so a place id that contains a password stays as it is. The
+    exchanges are left out: each is masked where it becomes an orchestration."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        unique = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
-        self._secrets = sorted(unique, key=len, reverse=True)
+    def findings(items: list[Finding]) -> list[Finding]:
+        return [f.model_copy(update={"message": scrub.text(f.message)}) for f in items]
 
-    def text(self, value: str) -> str:
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        value = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {MASK}", value)
-        return _URL_USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", value)
-
-    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        return {
-            k: MASK if _SECRET_HEADER.search(k) else self.text(str(v)) for k, v in headers.items()
+    results = [
+        r.model_copy(
+            update={
+                "error": scrub.optional(r.error),
+                "preflight": findings(r.preflight),
+                "conflicts": [
+                    c.model_copy(update={"value": scrub.text(c.value)}) for c in r.conflicts
+                ],
+                "rejected": [
+                    x.model_copy(update={"reason": scrub.text(x.reason)}) for x in r.rejected
+                ],
+            }
+        )
+        for r in report.results
+    ]
+    return report.model_copy(
+        update={
+            "findings": findings(report.findings),
+            "cht": [c.model_copy(update={"error": scrub.optional(c.error)}) for c in report.cht],
+            "diagnoses": [
+                d.model_copy(update={"cause": scrub.text(d.cause), "fix": scrub.text(d.fix)})
+                for d in report.diagnoses
+            ],
+            "results": results,
+            "exchanges": [],
         }
-
-    def querystring(self, query: str) -> str:
-        if not query:
-            return ""
-        pairs = parse_qsl(query, keep_blank_values=True)
-        masked = [(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs]
-        return self.text(urlencode(masked, safe=",:*"))
-
-    def deep(self, value: Any) -> Any:
-        """Scrub every string in a JSON-like value (the last line of defence)."""
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.deep(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self.deep(v) for k, v in value.items()}
-        return value
+    )
 
 
 def _key(text: str) -> str:
@@ -270,31 +264,39 @@ def _drop(item: dict[str, Any], name: str, where: str) -> None:
         item[f"{name}_note"] = where
 
 
-def _request(ex: Exchange, scrub: Scrubber) -> dict[str, Any]:
+def _request(ex: Exchange) -> dict[str, Any]:
     parts = urlsplit(ex.url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return {
         "host": parts.hostname or "",
         "port": str(port),
         "path": ex.path or parts.path,
-        "querystring": scrub.querystring(ex.querystring or parts.query),
+        "querystring": mask_query(ex.querystring or parts.query),
         "method": ex.method.upper(),
-        "headers": scrub.headers(ex.request_headers),
-        "body": truncate(scrub.text(ex.request_body)),
+        "headers": mask_headers(ex.request_headers),
+        "body": truncate(mask_members(ex.request_body)),
         "timestamp": iso(ex.started),
     }
+
+
+def _response_body(ex: Exchange, scrub: Scrubber) -> str:
+    """A peer's error body is free text from outside: scrubbed. Any other body is
+    data (an import summary, target docs): only members named like a credential
+    are masked."""
+    body = mask_members(ex.response_body)
+    return scrub.text(body) if ex.status is None or ex.status >= 400 else body
 
 
 def _orchestration(ex: Exchange, scrub: Scrubber) -> dict[str, Any]:
     orch: dict[str, Any] = {
         "name": ex.name or f"{ex.method} {ex.path}",
-        "request": _request(ex, scrub),
+        "request": _request(ex),
     }
     if ex.status is not None:
         orch["response"] = {
             "status": ex.status,
-            "headers": scrub.headers(ex.response_headers),
-            "body": truncate(scrub.text(ex.response_body)),
+            "headers": mask_headers(ex.response_headers),
+            "body": truncate(_response_body(ex, scrub)),
             "timestamp": iso(ex.finished or ex.started),
         }
     if ex.error:
@@ -318,19 +320,23 @@ def _cht_summary(exchanges: list[Exchange], report: RunReport, scrub: Scrubber) 
         "requests": len(exchanges),
         "statuses": dict(statuses),
         "paths": dict(paths.most_common(20)),
-        "reads": [read.model_dump(mode="json") for read in report.cht],
+        "reads": [
+            {**read.model_dump(mode="json"), "error": scrub.optional(read.error)}
+            for read in report.cht
+        ],
         "first_errors": [
-            {"path": ex.path, "status": ex.status, "error": ex.error} for ex in failed[:5]
+            {"path": ex.path, "status": ex.status, "error": scrub.optional(ex.error)}
+            for ex in failed[:5]
         ],
     }
     worst = max((ex.status or 0 for ex in exchanges), default=200)
     orch = {
         "name": f"CHT reads ({len(exchanges)} requests)",
-        "request": {**_request(first, scrub), "body": ""},
+        "request": {**_request(first), "body": ""},
         "response": {
             "status": worst if worst else 502,
             "headers": {"content-type": "application/json"},
-            "body": truncate(scrub.text(json.dumps(summary, ensure_ascii=False))),
+            "body": truncate(json.dumps(summary, ensure_ascii=False)),
             "timestamp": iso(last.finished or last.started),
         },
     }
@@ -354,7 +360,7 @@ def orchestrations(
         result.append(
             {
                 "name": f"{len(rest)} more requests (bodies not kept)",
-                "request": {**_request(rest[0], scrub), "body": ""},
+                "request": {**_request(rest[0]), "body": ""},
                 "response": {
                     "status": max((ex.status or 0 for ex in rest), default=0) or 502,
                     "headers": {},
@@ -399,22 +405,25 @@ def run_envelope(
     extra_properties: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The envelope for a finished run."""
+    """The envelope for a finished run. Only free text is scrubbed (``scrub_report``,
+    and the orchestrations' error bodies): the report's ids and numbers are shown as
+    they are."""
     scrub = Scrubber(secrets)
     now = now or report.finished or utcnow()
     status = report.status
+    shown = scrub_report(report, scrub)
     envelope: dict[str, Any] = {
         "x-mediator-urn": urn,
         "status": status,
-        "response": _response(INNER_STATUS[status], report_body(report), now),
+        "response": _response(INNER_STATUS[status], report_body(shown), now),
         "orchestrations": orchestrations(report, scrub, cht_url),
-        "properties": {**properties(report), **(extra_properties or {})},
+        "properties": {**properties(shown), **(extra_properties or {})},
     }
     if status == "Failed":
         # `error` makes core queue the transaction for auto-retry when the channel
         # enables it; runs are idempotent per period (DHIS2 upserts), so that is safe.
         envelope["error"] = {"message": envelope["properties"].get("error", "run failed")}
-    return dict(scrub.deep(envelope))
+    return envelope
 
 
 def error_envelope(
@@ -427,8 +436,9 @@ def error_envelope(
     extra_properties: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A request that never became a run (bad input 400, configuration or crash 500).
-    No ``error`` key for 4xx: retrying the same bad request cannot help."""
-    scrub = Scrubber(secrets)
+    No ``error`` key for 4xx: retrying the same bad request cannot help. The message
+    may carry an exception's text: it is scrubbed."""
+    message = Scrubber(secrets).text(message)
     body = json.dumps({"status": "Failed", "error": message}, ensure_ascii=False)
     envelope: dict[str, Any] = {
         "x-mediator-urn": urn,
@@ -440,7 +450,7 @@ def error_envelope(
     envelope["properties"].update(extra_properties or {})
     if http_status >= 500:
         envelope["error"] = {"message": truncate(message, 2000)}
-    return dict(scrub.deep(envelope))
+    return envelope
 
 
 def processing_envelope(

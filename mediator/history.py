@@ -4,8 +4,9 @@ The status page must answer "did last month's push work, and which CHWs are
 missing from it" without OpenHIM's console, so the mediator keeps a small,
 self-contained summary of its recent runs in memory (and, with
 ``MEDIATOR_STATE_DIR``, in a JSON file, so a restart keeps the page's history).
-Summaries are built from the run report and scrubbed like the OpenHIM envelope:
-no password or token is ever stored.
+Summaries are built from the run report; their free text (a failed run's message,
+a data set's error) is scrubbed like the OpenHIM envelope's, and their ids and names
+are kept as they are: no password or token is ever stored, and no data is altered.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .envelope import Scrubber
 from .periods import Period, PeriodError
 from .report import DataSetResult, RunReport
+from .secrets import Scrubber
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _period_key(period: str) -> tuple[int, int, int, str]:
     return (last.year, last.month, -parsed.length, period)
 
 
-def _result_summary(result: DataSetResult) -> ResultSummary:
+def _result_summary(result: DataSetResult, scrub: Scrubber) -> ResultSummary:
     return ResultSummary(
         data_set=result.data_set,
         period=result.period,
@@ -159,7 +159,7 @@ def _result_summary(result: DataSetResult) -> ResultSummary:
         users_expected=result.users_expected,
         users_synced=result.users_synced,
         held=len(result.held_org_units),
-        error=result.error,
+        error=scrub.optional(result.error),
     )
 
 
@@ -187,16 +187,6 @@ def _coverage_table(result: DataSetResult) -> CoverageTable:
     )
 
 
-def _scrub(value: Any, scrubber: Scrubber) -> Any:
-    if isinstance(value, str):
-        return scrubber.text(value)
-    if isinstance(value, list):
-        return [_scrub(item, scrubber) for item in value]
-    if isinstance(value, dict):
-        return {key: _scrub(item, scrubber) for key, item in value.items()}
-    return value
-
-
 def summarize(
     report: RunReport | None,
     *,
@@ -209,10 +199,10 @@ def summarize(
 ) -> tuple[RunSummary, LatestCoverage | None]:
     """The run's summary, and its coverage tables when the report has any.
 
-    Every string goes through the same scrubber as the OpenHIM envelope, so the
+    The free text goes through the same scrubber as the OpenHIM envelope's, so the
     page and the state file show what the transaction shows, never a secret.
     """
-    scrubber = Scrubber(secrets)
+    scrub = Scrubber(secrets)
     summary = RunSummary(
         run_id=report.run_id if report else None,
         trigger=trigger,
@@ -223,15 +213,13 @@ def summarize(
         dry_run=report.dry_run if report else False,
         periods=list(report.periods) if report else [],
         data_sets=list(report.data_sets) if report else [],
-        results=[_result_summary(r) for r in report.results] if report else [],
-        message=message,
+        results=[_result_summary(r, scrub) for r in report.results] if report else [],
+        message=scrub.optional(message),
     )
-    summary = RunSummary.model_validate(_scrub(summary.model_dump(mode="json"), scrubber))
     coverage: LatestCoverage | None = None
     tables = [_coverage_table(r) for r in report.results if r.coverage] if report else []
     if tables:
         coverage = LatestCoverage(run_id=summary.run_id, finished=finished, tables=tables)
-        coverage = LatestCoverage.model_validate(_scrub(coverage.model_dump(mode="json"), scrubber))
     return summary, coverage
 
 
@@ -301,103 +289,3 @@ class RunHistory:
     def coverage(self) -> LatestCoverage | None:
         with self._lock:
             return self._state.coverage
-
-
-# --- the status page's view of the history ---------------------------------
-
-CHART_LABEL_WIDTH = 200  # org unit names, left of the bars
-CHART_BAR_WIDTH = 360  # 100 % of CHWs synced
-CHART_VALUE_WIDTH = 130  # "66.7 % (2 of 3)", right of the bars
-CHART_ROW_HEIGHT = 30
-CHART_BAR_HEIGHT = 18
-CHART_TOP = 26  # room for the axis labels
-
-
-def period_label(period: str) -> str:
-    """``202405`` → ``May 2024 (202405)``: HRIOs read months, DHIS2 ids stay visible."""
-    try:
-        parsed = Period.parse(period)
-    except PeriodError:
-        return period
-    if parsed.period_type != "Monthly":
-        return period
-    return f"{date(parsed.first.year, parsed.first.month, 1).strftime('%B %Y')} ({period})"
-
-
-def sync_age(row: CoverageRow, now: datetime) -> str:
-    """How long ago the org unit's newest target doc was written, in words."""
-    if row.newest_doc is not None:
-        newest = row.newest_doc
-        newest = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest.astimezone(UTC)
-        seconds = max(0.0, (now - newest).total_seconds())
-        if seconds < 3600:
-            ago = f"{int(seconds // 60)} min"
-        elif seconds < 2 * 86400:
-            ago = f"{int(seconds // 3600)} h"
-        else:
-            ago = f"{int(seconds // 86400)} days"
-        return f"{ago} ago ({newest.strftime('%Y-%m-%d %H:%M')} UTC)"
-    if row.newest_doc_age_days is not None:
-        return f"{row.newest_doc_age_days:.1f} days before the run"
-    if row.synced == 0:
-        return "no target doc for this period"
-    return "not known (the target docs carry no update time)"
-
-
-def _chart(table: CoverageTable) -> dict[str, Any]:
-    rows = sorted(table.org_units, key=lambda r: (r.percent, r.name or r.org_unit))
-    bars = []
-    for i, row in enumerate(rows):
-        y = CHART_TOP + i * CHART_ROW_HEIGHT
-        bars.append(
-            {
-                "row": row,
-                "y": y,
-                "text_y": y + CHART_BAR_HEIGHT / 2 + 5,
-                "width": round(CHART_BAR_WIDTH * min(max(row.percent, 0.0), 100.0) / 100, 2),
-            }
-        )
-    return {
-        "bars": bars,
-        "label_width": CHART_LABEL_WIDTH,
-        "bar_width": CHART_BAR_WIDTH,
-        "bar_height": CHART_BAR_HEIGHT,
-        "width": CHART_LABEL_WIDTH + CHART_BAR_WIDTH + CHART_VALUE_WIDTH,
-        "height": CHART_TOP + len(rows) * CHART_ROW_HEIGHT + 4,
-        "ticks": [
-            {"percent": p, "x": CHART_LABEL_WIDTH + CHART_BAR_WIDTH * p / 100}
-            for p in (0, 25, 50, 75, 100)
-        ],
-    }
-
-
-def page_context(history: RunHistory, now: datetime) -> dict[str, Any]:
-    """Everything ``templates/status.html`` shows, computed here so the template
-    only lays it out (and Jinja's autoescaping covers every value from CHT)."""
-    runs = history.runs()
-    coverage = history.coverage()
-    sections = []
-    if coverage is not None:
-        for table in coverage.for_latest_period():
-            sections.append(
-                {
-                    "table": table,
-                    "chart": _chart(table),
-                    "rows": sorted(table.org_units, key=lambda r: r.name or r.org_unit),
-                    "missing": [
-                        {"row": r, "age": sync_age(r, now)}
-                        for r in sorted(table.org_units, key=lambda r: r.name or r.org_unit)
-                        if r.missing
-                    ],
-                }
-            )
-    return {
-        "now": now,
-        "runs": runs,
-        "latest": runs[0] if runs else None,
-        "coverage": coverage,
-        "coverage_period": coverage.latest_period() if coverage else None,
-        "sections": sections,
-        "period_label": period_label,
-        "limit": history.limit,
-    }

@@ -53,8 +53,6 @@ ONE_ATTEMPT = RetryPolicy(attempts=1)
 # Registration while core is away: 2, 4, 8 … s, capped at 5 min, with jitter.
 AGENT_RETRY = RetryPolicy(attempts=1_000_000, base_seconds=2.0, cap_seconds=300.0)
 
-OpenhimError = PeerError  # what a call to core raises (kinds: http.PeerError subclasses)
-
 
 class MediatorNotFound(BadStatus):
     """404 on heartbeat: the mediator was deleted in the console."""

@@ -92,7 +92,8 @@ def execute(
         try:
             report.data_sets = cht.data_sets
             report.periods = list(dict.fromkeys(j.period.iso for j in cht.jobs))
-            _push_all(cht, dhis2, report, config)
+            locks = RunLocks.for_run(config, run_id=report.run_id, trigger=request.trigger)
+            _push_all(cht, dhis2, report, locks)
         finally:
             cht.close()
     finally:
@@ -100,11 +101,11 @@ def execute(
     return _finish(report)
 
 
-def _push_all(cht: ChtSide, dhis2: Dhis2Client, report: RunReport, config: RuntimeConfig) -> None:
-    """2.–7. for every job, group by group, under the run locks of its target."""
+def _push_all(cht: ChtSide, dhis2: Dhis2Client, report: RunReport, locks: RunLocks) -> None:
+    """2.–7. for every job, group by group, under the run locks of its DHIS2 server."""
+    config = cht.config
     results: dict[int, DataSetResult] = {}
     stopped: PeerError | None = None
-    locks = RunLocks(config.lock_dir, config.concurrent_runs)
     with locks.hold([j.key for j in cht.jobs if j.problem is None]):
         for group in cht.groups():  # 2. read and aggregate CHT
             for job in group:

@@ -26,14 +26,17 @@ from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from werkzeug.serving import make_server
 
-from .app import PUSH_PATH, PushService, Runner, create_app
+from .app import PUSH_PATH, create_app
 from .config import ConfigError, MediatorSettings, OpenhimSettings
 from .console_config import ConsoleConfig, load_registration, validate_config
-from .envelope import error_envelope, iso, transaction_document
+from .envelope import iso, transaction_document
+from .http import PeerError
 from .models import utcnow
-from .openhim import OpenhimAgent, OpenhimClient, OpenhimError
+from .openhim import OpenhimAgent, OpenhimClient
 from .pipeline import execute
 from .run_request import RunRequest
+from .runs import Runner, RunService
+from .secrets import warn_weak_secrets
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ class ScheduledRun:
 
     def __init__(
         self,
-        service: PushService,
+        service: RunService,
         agent: OpenhimAgent | None,
         channel_name: str | None,
         route: Mapping[str, str],
@@ -119,9 +122,8 @@ class ScheduledRun:
         if self.agent is not None and self.channel_name:
             try:
                 channel_id = self.agent.trigger_channel(self.channel_name)
-            except OpenhimError as exc:
-                reached = self.service.state.last_request_at
-                if reached is not None and reached >= started:
+            except PeerError as exc:
+                if self.service.queue.started_since(started):
                     # core answers 500 when the route answered a Failed run: the
                     # run happened and its transaction is in OpenHIM
                     log.info("scheduled run went through OpenHIM (trigger said: %s)", exc)
@@ -140,9 +142,7 @@ class ScheduledRun:
         try:
             effective = self.service.effective()
         except ConfigError as exc:
-            envelope = error_envelope(
-                urn=self.service.urn, http_status=500, message=f"configuration problem: {exc}"
-            )
+            envelope = self.service.refuse(500, f"configuration problem: {exc}")
         else:
             # like a polling channel: the latest completed period of each data set's
             # type and the lookback before it, as of the trigger time
@@ -166,7 +166,7 @@ class ScheduledRun:
         )
         try:
             self.agent.client.create_transaction(document)
-        except OpenhimError as exc:
+        except PeerError as exc:
             log.error("could not record the scheduled run in OpenHIM: %s", exc)
 
 
@@ -200,7 +200,7 @@ def build(
         agent=agent,
         push_auth=push_auth,
     )
-    service: PushService = app.extensions["mediator"]
+    service: RunService = app.extensions["mediator"]
 
     scheduler = BackgroundScheduler(timezone="UTC")
     if agent is not None:
@@ -213,6 +213,19 @@ def build(
             coalesce=True,
             misfire_grace_time=None,
         )
+    _schedule(scheduler, source, service, agent, registration, mediator)
+    return app, scheduler, agent
+
+
+def _schedule(
+    scheduler: BackgroundScheduler,
+    source: Mapping[str, str],
+    service: RunService,
+    agent: OpenhimAgent | None,
+    registration: Mapping[str, Any],
+    mediator: MediatorSettings,
+) -> None:
+    """The internal schedule (``MEDIATOR_SCHEDULE``), when one is asked for."""
     cron = source.get(SCHEDULE_ENV, "").strip()
     if cron:
         tz = source.get("MEDIATOR_TIMEZONE", "").strip() or "UTC"
@@ -231,7 +244,6 @@ def build(
             misfire_grace_time=3600,
         )
         log.info("internal schedule %r (%s) via channel %r", cron, tz, channel)
-    return app, scheduler, agent
 
 
 def serve(env: Mapping[str, str] | None = None) -> int:
@@ -242,6 +254,7 @@ def serve(env: Mapping[str, str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     source = os.environ if env is None else env
+    warn_weak_secrets(source)
     try:
         mediator = MediatorSettings.from_env(source)
         openhim = OpenhimSettings.from_env(source)

@@ -3,9 +3,13 @@ right status (400 inside the OpenHIM envelope over HTTP, exit status 2 on the
 command line), never a 500 or a stack trace, and before anything reaches DHIS2:
 ids are checked before they are placed in any URL.
 
+The rules live in one place (``mediator/run_request.py``), so the command line and
+the push endpoint refuse the same input, with the same limits and the same words
+(each naming the parameter as its caller spells it: ``dataSet`` / ``--data-set``).
+
 Properties of the period parser and the aggregation (hypothesis) are in
-``tests/unit/test_engine_properties.py``; the one here covers the push endpoint's
-parser as a whole.
+``tests/unit/test_engine_properties.py``; the one here covers the request parser as
+a whole.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from werkzeug.datastructures import MultiDict
 
 from devstack.dhis2_standin import Dhis2StandIn
 from devstack.net import ServerThread
-from mediator.app import MAX_PERIODS, BadRequest, create_app, parse_push
+from mediator.app import create_app
 from mediator.cli import main
+from mediator.run_request import LISTS, MAX_PERIODS, RunInputError, RunRequest
 
 from .helpers import PERIOD
 
@@ -169,11 +173,13 @@ def test_from_after_to_on_the_push_endpoint_is_a_400(server, d2):
     )
 )
 @settings(max_examples=300, deadline=None)
-def test_the_push_parser_accepts_or_refuses_with_bad_request_never_anything_else(query):
+def test_the_request_parser_accepts_or_refuses_with_one_line_never_anything_else(query):
+    fields = {k: vs if k in LISTS else vs[0] for k, vs in query.items()}
     try:
-        parsed = parse_push(MultiDict([(k, v) for k, vs in query.items() for v in vs]), None)
-    except BadRequest as exc:
-        assert str(exc)
+        parsed = RunRequest.from_fields(fields)
+    except RunInputError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        assert "validation error" not in str(exc) and "pydantic" not in str(exc)
     else:
         assert len(parsed.periods) <= MAX_PERIODS
         assert all(len(ds) == 11 for ds in parsed.data_sets)
@@ -195,7 +201,7 @@ def cli_env(env, d2, monkeypatch) -> None:
         (["--period", "2024-13"], "does not exist"),
         (["--period", "2024-1"], "'2024-1'"),
         (["--period", PERIOD, "--data-set", "../../api/me"], "not a DHIS2 id"),
-        (["--period", PERIOD, "--org-unit", "ImspTQPwCqd\n"], "not a DHIS2 id"),
+        (["--period", PERIOD, "--org-unit", "ImspTQ\nPwCqd"], "not a DHIS2 id"),
         (["--period", PERIOD, "--data-set", "AbCdEfGhIj1"], "is not defined"),
         (["--from", "2024-03", "--to", "2024-01"], "is after"),
         (["--from", "2024-03"], "together"),
@@ -223,3 +229,94 @@ def test_missing_configuration_exits_2_naming_the_variable(cli_env, monkeypatch,
     capsys.readouterr()
     assert main(["push", "--period", PERIOD]) == 2
     assert "CHT_URL is not set" in capsys.readouterr().err
+
+
+# -- one set of rules: the command line and the push endpoint, same limits, same words --
+
+MONTHS_37 = [f"{2020 + i // 12}-{i % 12 + 1:02d}" for i in range(37)]
+DATA_SETS_51 = [f"Ds{i:09d}" for i in range(51)]
+
+# (query parameters, command line arguments, what both say)
+RULES = [
+    ({"period": ""}, ["--period", ""], "is empty: omit {period} for the scheduled periods"),
+    ({"period": " , "}, ["--period", " , "], "is empty: omit {period}"),
+    ({"dataSet": ""}, ["--data-set", ""], "is empty: omit {dataSet} for the data sets"),
+    ({"orgUnit": ""}, ["--org-unit", ""], "is empty: omit {orgUnit} for every org unit"),
+    (
+        {"from": "", "to": "2024-01"},
+        ["--from", "", "--to", "2024-01"],
+        "{from} is empty: give a month (YYYY-MM), or omit {from} and {to}",
+    ),
+    ({"period": "2024-13"}, ["--period", "2024-13"], "month 13 does not exist"),
+    ({"period": "2024W05"}, ["--period", "2024W05"], "is not a DHIS2 period"),
+    ({"period": MONTHS_37}, [a for m in MONTHS_37 for a in ("--period", m)], "at most 36 periods"),
+    (
+        {"from": "2020-01", "to": "2023-10"},
+        ["--from", "2020-01", "--to", "2023-10"],
+        "a backfill covers at most 36 months; 2020-01..2023-10 is 46",
+    ),
+    (
+        {"dataSet": DATA_SETS_51},
+        [a for d in DATA_SETS_51 for a in ("--data-set", d)],
+        "at most 50 data sets per request, got 51",
+    ),
+    (
+        {"dataSet": "../../api/me"},
+        ["--data-set", "../../api/me"],
+        "{dataSet} '../../api/me' is not",
+    ),
+    ({"orgUnit": "x/../../api"}, ["--org-unit", "x/../../api"], "{orgUnit} 'x/../../api' is not"),
+    ({"from": "2024-03", "to": "2024-01"}, ["--from", "2024-03", "--to", "2024-01"], "is after"),
+    ({"from": "2024-03"}, ["--from", "2024-03"], "give {from} and {to} together"),
+    (
+        {"period": PERIOD, "from": "2024-01", "to": "2024-02"},
+        ["--period", PERIOD, "--from", "2024-01", "--to", "2024-02"],
+        "give either {period} or {from}/{to}, not both",
+    ),
+    ({"period": "2" * 5000}, ["--period", "2" * 5000], "5000 characters long"),
+]
+HTTP = {p: p for p in ("period", "from", "to", "dataSet", "orgUnit")}
+CLI = {"period": "--period", "from": "--from", "to": "--to"}
+CLI |= {"dataSet": "--data-set", "orgUnit": "--org-unit"}
+
+
+def one_clear_line(text: str) -> None:
+    assert "\n" not in text.strip()
+    assert "Traceback" not in text and "validation error" not in text
+    assert "pydantic" not in text
+
+
+@pytest.mark.parametrize(("params", "args", "says"), RULES)
+def test_the_push_endpoint_refuses_with_the_rule(server, d2, params, args, says):
+    envelope = refused(
+        requests.get(f"{server}/push", params=params, timeout=30), 400, says.format_map(HTTP)
+    )
+    one_clear_line(envelope["properties"]["error"])
+    assert d2.store.requests == []
+
+
+@pytest.mark.parametrize(("params", "args", "says"), RULES)
+def test_the_command_line_refuses_with_the_same_rule(cli_env, d2, capsys, params, args, says):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:  # as argparse ends on bad arguments
+        main(["push", *args])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert says.format_map(CLI) in lines[0]
+    one_clear_line(lines[0])
+    assert d2.store.requests == []
+
+
+def test_a_json_body_follows_the_same_rules(server, d2):
+    for body, says in [
+        ({"period": ""}, "period is empty"),
+        ({"period": []}, "period is empty"),
+        ({"dataSet": []}, "dataSet is empty"),
+        ({"period": MONTHS_37}, "at most 36 periods"),
+        ({"from": "2020-01", "to": "2023-10"}, "at most 36 months"),
+        ({"dryRun": ""}, "dryRun is empty: omit dryRun for the configured default"),
+    ]:
+        refused(requests.post(f"{server}/push", json=body, timeout=30), 400, says)
+    assert d2.store.requests == []

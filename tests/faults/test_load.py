@@ -1,13 +1,14 @@
 """Load: 50 concurrent push requests against a real mediator server.
 
-Promise: no crash, every request answered (200 with the run's envelope, or 429
-"busy" when more than ``MAX_WAITING`` requests already queue behind the running
-one), runs never interleave, DHIS2 ends exact, and memory and threads stay bounded.
+Promise: no crash, every request answered: exactly one run going and ``MAX_WAITING``
+queued behind it get the run's envelope (200), every other request is answered
+429 "busy" at once and starts nothing; runs never interleave; DHIS2 ends exact; the
+server's threads go away when the burst is over. (Memory is the benchmark's to
+measure, in a process of its own: ``benchmarks/``.)
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
 import threading
 import time
@@ -15,22 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from devstack.net import ServerThread
-from mediator.app import MAX_WAITING, create_app
+from devstack.net import ServerThread, wait_for
+from mediator.app import create_app
 from mediator.pipeline import execute
+from mediator.runs import MAX_WAITING
 
 from .helpers import PERIOD, held
 
 REQUESTS = 50
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        line = next(x for x in status if x.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
-
-
-def test_50_concurrent_pushes_all_answered_runs_serialised_memory_bounded(
+def test_50_concurrent_pushes_all_answered_queue_bounded_runs_serialised(
     couch, base_db, computed, d2
 ):
     env = {
@@ -46,6 +42,7 @@ def test_50_concurrent_pushes_all_answered_runs_serialised_memory_bounded(
     inside = 0
     most_inside = 0
     guard = threading.Lock()
+    burst_over = threading.Event()  # every request is either running, queued or answered
 
     def runner(request, config):
         nonlocal inside, most_inside
@@ -54,36 +51,42 @@ def test_50_concurrent_pushes_all_answered_runs_serialised_memory_bounded(
             most_inside = max(most_inside, inside)
         started = time.monotonic()
         try:
-            # each run lasts long enough for the whole burst to arrive while the first
-            # runs, so the queue bound is what decides the answers, not the timing
-            time.sleep(0.4)
+            # the first run holds its turn until the whole burst has arrived, so the
+            # queue bound alone decides the answers, not the timing
+            assert burst_over.wait(60), "the burst never arrived"
             return execute(request, config)
         finally:
             with guard:
                 inside -= 1
                 runs.append((started, time.monotonic()))
 
-    gc.collect()
-    threads_before, rss_before = threading.active_count(), rss_mb()
+    threads_before = threading.active_count()
     with ServerThread(create_app(env=env, runner=runner)) as server:
+        busy: list[int] = []
 
         def one(_: int) -> tuple[int, str]:
             answer = requests.get(f"{server.url}/push", params={"period": PERIOD}, timeout=120)
+            if answer.status_code == 429:
+                with guard:
+                    busy.append(1)
             return answer.status_code, answer.json()["status"]
 
-        started = time.monotonic()
+        def arrived() -> bool:
+            health = requests.get(f"{server.url}/health", timeout=5).json()
+            return health["running"] and health["waiting"] + len(busy) == REQUESTS - 1
+
         with ThreadPoolExecutor(REQUESTS) as pool:
-            answers = list(pool.map(one, range(REQUESTS)))
-        elapsed = time.monotonic() - started
+            pending = pool.map(one, range(REQUESTS))
+            wait_for(arrived, 60, "every request running, queued or refused")
+            burst_over.set()
+            answers = list(pending)
         health = requests.get(f"{server.url}/health", timeout=5).json()
-    gc.collect()
-    time.sleep(0.5)
 
     codes = [code for code, _ in answers]
     assert len(answers) == REQUESTS  # every request answered
-    assert set(codes) <= {200, 429}, codes  # no 500, no crash
-    assert codes.count(200) == len(runs) >= 1
-    assert codes.count(200) <= MAX_WAITING + 1  # one running, at most MAX_WAITING queued
+    assert codes.count(200) == MAX_WAITING + 1  # the one running and the ones queued
+    assert codes.count(429) == REQUESTS - MAX_WAITING - 1  # the rest, at once
+    assert len(runs) == MAX_WAITING + 1  # a 429 started nothing
     assert all(status == "Successful" for code, status in answers if code == 200)
     assert all(status == "Failed" for code, status in answers if code == 429)
     # runs never interleave
@@ -92,10 +95,5 @@ def test_50_concurrent_pushes_all_answered_runs_serialised_memory_bounded(
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(ordered))
     assert health["running"] is False and health["waiting"] == 0
     assert held(d2) == computed
-    # bounded: memory and threads back near where they were
-    assert rss_mb() - rss_before < 80, (rss_before, rss_mb())
-    assert threading.active_count() <= threads_before + 3
-    print(
-        f"\n50 concurrent pushes: {codes.count(200)} ran, {codes.count(429)} busy, "
-        f"{elapsed:.1f} s, RSS {rss_before:.0f} -> {rss_mb():.0f} MB"
-    )
+    # the server's request threads are gone once the burst is answered
+    wait_for(lambda: threading.active_count() <= threads_before + 3, 30, "threads to end")

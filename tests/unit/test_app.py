@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 
-from mediator.app import create_app, parse_last_run_at
+from mediator.app import create_app
 from mediator.config import OpenhimSettings, RuntimeConfig
 from mediator.console_config import ConsoleConfig, load_registration
 from mediator.envelope import BODY_LIMIT
@@ -24,6 +24,7 @@ from mediator.openhim import OpenhimAgent, OpenhimClient
 from mediator.periods import Month, Period
 from mediator.report import ChtRead, DataSetResult, ImportCount, RunReport
 from mediator.run_request import RunInputError, RunRequest
+from mediator.runs import parse_last_run_at
 
 CORE = "https://openhim.test:8080"
 CHT_PW = "Cht-Secret-7731"
@@ -45,10 +46,10 @@ OU = "ImspTQPwCqd"
 class FakeRunner:
     """Records what the app asked for and answers a plausible report."""
 
-    def __init__(self, status: str = "success", delay: float = 0.0) -> None:
+    def __init__(self, status: str = "success", gate: threading.Event | None = None) -> None:
         self.calls: list[tuple[RunRequest, RuntimeConfig]] = []
         self.status = status
-        self.delay = delay
+        self.gate = gate  # each run waits for it: the test decides when runs may end
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -58,7 +59,8 @@ class FakeRunner:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
-            time.sleep(self.delay)
+            if self.gate is not None:
+                assert self.gate.wait(10), "the test never let the run end"
             self.calls.append((request, config))
             periods = [m.dhis2 for m in request.periods]
             exchanges = [
@@ -412,9 +414,17 @@ def test_async_mode_can_be_switched_on_in_the_console(runner: FakeRunner) -> Non
 # --- serialisation and health ---
 
 
-def test_runs_never_interleave() -> None:
-    slow = FakeRunner(delay=0.2)
-    app = make_app(slow)
+def test_runs_never_interleave_and_a_full_queue_is_answered_busy() -> None:
+    gate = threading.Event()
+    slow = FakeRunner(gate=gate)
+    registration = load_registration(env={})
+    app = create_app(
+        registration=registration,
+        env=dict(ENV),
+        runner=slow,
+        clock=Clock(datetime(2024, 3, 3, 2, 0, tzinfo=UTC)),
+        max_waiting=2,
+    )
     statuses: list[int] = []
 
     def call() -> None:
@@ -423,10 +433,17 @@ def test_runs_never_interleave() -> None:
     threads = [threading.Thread(target=call) for _ in range(3)]
     for thread in threads:
         thread.start()
+    client = app.test_client()
+    deadline = time.monotonic() + 10
+    while client.get("/health").get_json()["waiting"] < 2:  # one running, two waiting
+        assert time.monotonic() < deadline, "the runs never queued"
+        time.sleep(0.01)
+    assert client.get("/push?period=2024-01").status_code == 429  # a fourth: busy, at once
+    gate.set()
     for thread in threads:
         thread.join(timeout=10)
     assert statuses == [200, 200, 200]
-    assert slow.max_active == 1
+    assert slow.max_active == 1 and len(slow.calls) == 3
 
 
 def test_health_reports_last_run_and_openhim_without_secrets(

@@ -8,7 +8,6 @@ from typing import Any
 
 from mediator.envelope import (
     BODY_LIMIT,
-    MASK,
     MAX_ORCHESTRATIONS,
     error_envelope,
     processing_envelope,
@@ -28,6 +27,7 @@ from mediator.report import (
     RejectedRow,
     RunReport,
 )
+from mediator.secrets import MASK
 
 URN = "urn:mediator:cht-dhis2-aggregate"
 T0 = datetime(2024, 3, 3, 2, 0, tzinfo=UTC)
@@ -64,7 +64,7 @@ def dhis2_post(body_size: int = 200) -> Exchange:
             "Cookie": "JSESSIONID=abc",
             "Content-Type": "application/json",
         },
-        request_body=json.dumps({"dataValues": [{"value": "1"}] * body_size, "note": DHIS2_PW}),
+        request_body=json.dumps({"dataValues": [{"value": "1"}] * body_size, "password": DHIS2_PW}),
         started=T0 + timedelta(minutes=5),
         status=200,
         response_headers={"Set-Cookie": "JSESSIONID=xyz", "Content-Type": "application/json"},
@@ -185,10 +185,10 @@ def test_credentials_appear_nowhere() -> None:
     for secret in (CHT_PW, DHIS2_PW, "Y2h0OnB3", "YWRtaW46ZGlzdHJpY3Q=", "JSESSIONID"):
         assert secret not in text
     dhis2 = build()["orchestrations"][1]
-    assert dhis2["request"]["headers"]["Authorization"] == MASK
+    assert dhis2["request"]["headers"]["Authorization"] == f"Basic {MASK}"  # the scheme stays
     assert dhis2["request"]["headers"]["Cookie"] == MASK
     assert dhis2["response"]["headers"]["Set-Cookie"] == MASK
-    assert f"password={MASK}" in dhis2["request"]["querystring"].replace("%2A", "*")
+    assert dhis2["request"]["querystring"] == f"importStrategy=CREATE_AND_UPDATE&password={MASK}"
 
 
 def test_secrets_in_findings_and_errors_are_masked() -> None:
@@ -308,3 +308,13 @@ def test_transaction_document_for_the_schedule_fallback() -> None:
     assert doc["request"]["timestamp"]
     assert doc["canRerun"] is False and "channelID" not in doc
     assert transaction_document(build(), request=request, channel_id="c1")["channelID"] == "c1"
+
+
+# --- data is never altered (tests/unit/test_masking.py); free text is scrubbed ------
+
+
+def test_a_place_named_basic_health_unit_is_not_taken_for_a_credential() -> None:
+    message = "Basic Health Unit Kisumu refused; sent Authorization: Basic cmVhZGVyOnB3MTIz"
+    report = make_report(findings=[Finding(level="error", code="x", message=message)])
+    shown = json.loads(build(report)["response"]["body"])["findings"][0]["message"]
+    assert shown == f"Basic Health Unit Kisumu refused; sent Authorization: Basic {MASK}"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import responses
 
-from mediator.app import PushService
 from mediator.config import ConfigError, RuntimeConfig
 from mediator.report import DataSetResult, RunReport
 from mediator.run_request import RunRequest
@@ -86,17 +85,30 @@ def test_scheduled_run_goes_through_the_polling_channel() -> None:
 def test_trigger_500_after_the_run_reached_us_is_not_run_twice() -> None:
     runner = Recorder()
     app, _, job = wired(runner)
-    service: PushService = app.extensions["mediator"]
+    answers: list[int] = []
 
     def route_called(request: Any) -> tuple[int, dict[str, str], str]:
-        service.state.last_request_at = datetime.now(UTC)  # as the routed request would
+        # core calls the channel's route, which runs; it answers 500 for a Failed run
+        answers.append(app.test_client().get("/push").status_code)
         return (500, {}, "route answered 500")
 
     responses.get(f"{CORE}/channels", json=[{"_id": "c9", "name": CHANNEL}])
     responses.add_callback(responses.POST, f"{CORE}/channels/c9/trigger", callback=route_called)
-    job.clock = lambda: datetime(2020, 1, 1, tzinfo=UTC)
+    job.clock = lambda: datetime.now(UTC) - timedelta(seconds=1)
     job()
-    assert runner.calls == []
+    assert answers == [200]
+    assert len(runner.calls) == 1  # the routed run only: not run a second time here
+
+
+@responses.activate
+def test_trigger_500_without_a_run_runs_here() -> None:
+    runner = Recorder()
+    _, _, job = wired(runner)
+    responses.get(f"{CORE}/channels", json=[{"_id": "c9", "name": CHANNEL}])
+    responses.post(f"{CORE}/channels/c9/trigger", status=500)
+    responses.post(f"{CORE}/transactions", status=201)
+    job()
+    assert len(runner.calls) == 1 and runner.calls[0].trigger == "schedule"
 
 
 @responses.activate
