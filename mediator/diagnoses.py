@@ -299,9 +299,11 @@ FINDINGS: dict[str, _Explain] = {
     ),
     "existing_values_unreadable": _Explain(
         "What DHIS2 holds could not be read",
-        "The values DHIS2 holds at {ids} could not be read, so they were sent without "
-        "comparing and nothing was cleared there.",
-        "Check that the user can read data of data set {ds} at these org units.",
+        "The values DHIS2 holds at {ids} could not be read, so every value computed for "
+        "them was sent and every zero sent as a clear: nothing stale stays, but nothing "
+        "could be called unchanged.",
+        "Give the integration user data read access: sharing 'data can view' on data set "
+        "{ds} and these org units in its data view (or capture) org units.",
     ),
     "completeness_not_registered": _Explain(
         "Completeness not registered",

@@ -55,6 +55,9 @@ def env(stack, tmp_path_factory):
         "PERIOD": last.tag,
         "FROM": last.shift(-1).tag,
         "PYTHONPATH": str(GUIDE.parents[1]),
+        # section 1 makes a CHT user through CHT's users API, as a CHT admin
+        "CHT_ADMIN": f"{stack.couch.username}:{stack.couch.password}",
+        "NEW_CHT_PASSWORD": "Guide-example-Pa55word",
     }
 
 
