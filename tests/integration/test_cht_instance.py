@@ -21,6 +21,10 @@ from devstack import deployment as dep
 from devstack.cht_api import INTEGRATION_PASSWORD, INTEGRATION_USER, ChtApiFront
 from devstack.faultproxy import FaultProxy, Rule
 from mediator.cli import main
+from mediator.config import ChtSettings, RuntimeConfig
+from mediator.periods import Period
+from mediator.pipeline import compute
+from mediator.run_request import RunRequest
 from tests.cht_fixtures import ORACLE, cht_export
 
 MONTH = "2024-01"
@@ -189,3 +193,38 @@ def _move(instance: dict[str, Any], contact: str, to: str) -> None:
     assert doc is not None and place is not None
     doc["parent"] = d.minify(place)
     couch.session().put(f"{couch.url}/{db}/{contact}", json=doc, timeout=30).raise_for_status()
+
+
+def test_coverage_expects_only_the_users_who_write_target_docs(instance, couch):
+    """An online supervisor with a contact at a CHU writes no target docs: counting them
+    would understate coverage (and, with a threshold, hold the CHU back for good)."""
+    front: ChtApiFront = instance["front"]
+    db = instance["db"]
+    chu = couch.get(db, "chu-1")
+    assert chu is not None
+    supervisor = d.person("supervisor-1", "Supervisor 1", parent=chu)
+    couch.bulk(db, [supervisor])
+    front.create_user(
+        username="supervisor1",
+        password="Supervisor-Pa55word",
+        roles=["dhis2_integration"],  # configured online
+        place="chu-1",
+        contact="supervisor-1",
+        replace=True,
+    )
+    settings = ChtSettings(
+        url=front.url, db=db, username=INTEGRATION_USER, password=INTEGRATION_PASSWORD
+    )
+    computed = compute(
+        RunRequest(periods=[Period.parse(MONTH)], data_sets=[dep.DS_MONTHLY]),
+        RuntimeConfig(cht=settings),
+    )
+    (job,) = computed.jobs
+    chws = len(instance["deployment"].users)
+    expected, synced = job.users
+    # every CHW, the one whose user-settings doc has a deleted losing branch included
+    assert expected == chws
+    assert synced == expected - len(instance["deployment"].never_synced)
+    assert job.users_not_expected == 1  # the supervisor, named apart in the report
+    (chu1,) = [c for c in job.coverage if c.orgUnit == dep.OU_CHU[0]]
+    assert "supervisor1" not in chu1.missing
