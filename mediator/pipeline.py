@@ -112,7 +112,7 @@ def _push_all(cht: ChtSide, dhis2: Dhis2Client, report: RunReport, locks: RunLoc
                 if stopped is not None:
                     results[id(job)] = _not_attempted(job, report.dry_run, stopped)
                 else:
-                    results[id(job)] = push_job(dhis2, job, report.dry_run, config)
+                    results[id(job)] = _isolated(dhis2, job, report.dry_run, config)
                     stopped = dhis2.stopped
                 job.release()  # pushed: let the aggregation go before the next group
     report.results = [results[id(job)] for job in cht.jobs]
@@ -178,6 +178,22 @@ def _recorder(report: RunReport) -> Recorder:
         report.exchanges.append(exchange)
 
     return record
+
+
+def _isolated(dhis2: Dhis2Client, job: Job, dry_run: bool, config: RuntimeConfig) -> DataSetResult:
+    """``push_job``, where a bug fails this (data set, period) alone: it is logged with its
+    traceback, and the report says where to look; the other jobs still run."""
+    try:
+        return push_job(dhis2, job, dry_run, config)
+    except Exception as exc:  # noqa: BLE001 - one job's bug must not hide the others' results
+        log.exception("unexpected error pushing %s %s", job.data_set, job.period.iso)
+        result = _base(job, dry_run)
+        result.error = (
+            f"internal error in the mediator ({type(exc).__name__}); the traceback is in the "
+            "mediator's log"
+        )
+        result.error_kind = "internal"
+        return _describe(job, result)
 
 
 def _not_attempted(job: Job, dry_run: bool, cause: PeerError) -> DataSetResult:

@@ -81,3 +81,36 @@ def test_killed_mid_push_the_next_run_completes_exactly_and_writes_nothing_twice
     assert sent == len(computed) - len(partial)  # only what the killed run did not deliver
     assert held(d2) == computed
     assert set(writes(d2).values()) == {1}  # no value reached DHIS2's importer twice
+
+
+def test_a_bug_in_one_data_set_is_logged_with_its_traceback_and_the_others_still_run(
+    couch, base_db, d2, monkeypatch, caplog
+):
+    """An unexpected exception is a bug: it fails that (data set, period) alone, its
+    traceback goes to the log, and the report says where to look."""
+    import logging
+
+    from devstack import deployment as dep
+    from mediator import pipeline
+
+    from .helpers import couch_config, push
+
+    real = pipeline.plan_push
+
+    def buggy(period, ready, *args, **kwargs):
+        if any(item.row.dataElement == dep.DE_HOUSEHOLD_VISITS for item in ready):
+            raise KeyError("a bug")
+        return real(period, ready, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "plan_push", buggy)
+    caplog.set_level(logging.ERROR, logger="mediator.pipeline")
+    report = push(couch_config(couch, base_db, d2))
+    by_set = {r.data_set: r for r in report.results}
+    assert by_set[dep.DS_MONTHLY].status == "success"  # the other data set went through
+    failed = by_set[dep.DS_CHW]
+    assert failed.status == "error"
+    assert failed.error.startswith("internal error in the mediator (KeyError)")
+    assert "the mediator's log" in failed.error
+    (record,) = [r for r in caplog.records if "unexpected error pushing" in r.getMessage()]
+    assert record.exc_info is not None and record.exc_info[0] is KeyError  # the traceback
+    assert report.status == "Completed with error(s)"

@@ -689,3 +689,19 @@ def test_async_polling_is_bounded(mock: responses.RequestsMock) -> None:
     assert result.status == "error"
     assert result.error is not None and "did not finish within 60 s" in result.error
     assert 60 <= sum(h.sleeps) <= 65 and max(h.sleeps) == 5.0
+
+
+def test_metadata_of_a_shape_dhis2_never_sends_is_one_clear_line(
+    mock: responses.RequestsMock,
+) -> None:
+    """Not pydantic's "1 validation error for DataSetMeta…": the field and what is wrong."""
+    info = example("constructed_get_system_info_nonsuperuser_241.json")
+    mock.get(INFO, json=info)
+    meta = example("constructed_get_dataSet_with_fields.json")
+    meta["organisationUnits"] = "not-a-list"
+    mock.get(META, json=meta)
+    result = push(Harness(mock).client, DS, PERIOD, [dv(MEASLES, 3)])
+    assert result.status == "error" and result.error_kind == "body"
+    assert result.error is not None and "\n" not in result.error
+    assert "organisationUnits" in result.error and "validation error" not in result.error
+    assert "pydantic" not in result.error
