@@ -1,8 +1,8 @@
 """The CHT reader: the only module that speaks to CHT's API (CouchDB's, through CHT).
 
-It does the reads CHT's own export does (cht-export.md §2.3), but pages the
-month's target docs instead of loading them in one response, and batches the
-owner look-ups. Every request goes through ``http.HttpClient`` (retries, TLS,
+It does the reads CHT's own export does (cht-core ``api/src/services/export/dhis.js``),
+but pages the month's target docs instead of loading them in one response, and batches
+the owner look-ups. Every request goes through ``http.HttpClient`` (retries, TLS,
 recording); what an answer means for CHT is decided here.
 """
 
@@ -102,10 +102,6 @@ class ChtReader:
     def db_url(self) -> str:
         return f"{self.settings.url}/{quote(self.settings.db, safe='')}"
 
-    @property
-    def requests_made(self) -> int:
-        return self.http.requests_made
-
     def close(self) -> None:
         self.http.close()
 
@@ -137,7 +133,7 @@ class ChtReader:
                 status=401,
             )
         if status == 403:
-            raise Forbidden("CHT", self._forbidden(what, client), status=403)
+            raise Forbidden("CHT", forbidden_message(self.settings, what, client), status=403)
         if (status == 404 and missing_ok) or status in absent:
             return None
         if 300 <= status < 400:
@@ -163,88 +159,8 @@ class ChtReader:
                 "CHT",
                 f"CHT at {self.settings.url} sent a body that is not JSON while reading {what}",
             ) from None
-        self._check_shape(method, url, decoded, what)
+        check_shape(self.settings, method, url, decoded, what)
         return decoded
-
-    def _forbidden(self, what: str, http: HttpClient) -> str:
-        """Why CHT refused a read, in words that name the fix.
-
-        CHT's API refuses offline users the view, the database info and ranges of
-        ``_all_docs`` (cht-core 5.2.0 ``api/src/routing.js`` lines 334-386, 826-851). A
-        session is online only with the role ``mm-online`` or ``_admin``, which CHT adds
-        only to roles configured online in ``app_settings.roles``; a user made by hand
-        in CouchDB has no such role (``shared-libs/user-management/src/roles.js``)."""
-        user = self.settings.username or "(no user)"
-        start = f"CHT at {self.settings.url} refused user {user} reading {what} (HTTP 403)"
-        fix = (
-            "create the mediator's CHT user through CHT's admin app (or POST /api/v1/users) "
-            'with a role configured online (without "offline": true) in app_settings.roles'
-        )
-        roles = self._session_roles(http)
-        if roles is None:
-            return f"{start}: {fix}, or use a CouchDB admin"
-        if "_admin" in roles or "mm-online" in roles:
-            return (
-                f"{start}, although it is an online CHT user: check that the medic database "
-                f"{self.settings.db!r} is right (CHT_DB) and that no proxy rule blocks it"
-            )
-        if not roles:
-            return (
-                f"{start}: it has no CHT role (a user made in CouchDB by hand is offline to "
-                f"CHT and, since CHT 4.4, not a member of the medic database); {fix}"
-            )
-        return (
-            f"{start}: it is an offline CHT user (roles: {', '.join(roles)}), and CHT gives "
-            f"offline users only their own part of the data; {fix}"
-        )
-
-    def _session_roles(self, http: HttpClient) -> list[str] | None:
-        """The user's roles from ``GET /_session`` (CouchDB's, proxied by CHT), or None."""
-        try:
-            response = http.send(
-                "GET",
-                f"{self.settings.url}/_session",
-                name="reading the session",
-                retry=RetryPolicy(1),
-            )
-            roles = decode_json(response.content).get("userCtx", {}).get("roles")
-        except (PeerError, ValueError, AttributeError):
-            return None
-        if response.status_code != 200 or not isinstance(roles, list):
-            return None
-        return [str(role) for role in roles]
-
-    def _check_shape(self, method: str, url: str, body: Any, what: str) -> None:
-        """CouchDB list answers (``_all_docs``, views) must be ``{"rows": [{...}]}``, and a
-        range read's rows must name their ``id``; ``_bulk_get`` and ``_changes`` answer
-        ``{"results": [{"id": ...}]}``: anything else is a CHT error, never a crash
-        half-way through the totals."""
-        path = url.split("?", 1)[0]
-        if path.endswith(("/_bulk_get", "/_changes")):
-            results = body.get("results") if isinstance(body, dict) else None
-            if not isinstance(results, list) or not all(
-                isinstance(r, dict) and isinstance(r.get("id"), str) for r in results
-            ):
-                raise BadBody(
-                    "CHT",
-                    f"CHT at {self.settings.url} answered {what} with an unexpected shape "
-                    '(expected {"results": [...]} with an id per result): is this CouchDB?',
-                )
-            return
-        if not (path.endswith("/_all_docs") or "/_view/" in path):
-            return
-        rows = body.get("rows") if isinstance(body, dict) else None
-        bad = not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows)
-        if not bad and method == "GET" and rows:
-            bad = not all(isinstance(row.get("id"), str) for row in rows)
-        if bad:
-            raise BadBody(
-                "CHT",
-                f"CHT at {self.settings.url} answered {what} with an unexpected shape "
-                '(expected {"rows": [...]} with an id per row): is this CouchDB?',
-            )
-
-    # -- reads ------------------------------------------------------------------
 
     def app_settings(self) -> dict[str, Any]:
         """The ``settings`` doc of the medic db; ``/api/v1/settings`` if it can't be read."""
@@ -386,22 +302,7 @@ class ChtReader:
         if body is None:
             return False
         for result in body["results"]:
-            raw = result.get("docs")
-            entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
-            leaves = [e["ok"] for e in entries if isinstance(e.get("ok"), dict)]
-            if leaves:
-                # CouchDB 3 answers every leaf of a conflicted doc, not only the winner
-                doc = winning_revision(leaves)
-                found[result["id"]] = None if doc.get("_deleted") else doc
-                continue
-            error = next((e["error"] for e in entries if isinstance(e.get("error"), dict)), None)
-            if error is not None and error.get("error") not in (None, "not_found"):
-                raise BadBody(
-                    "CHT",
-                    f"CHT at {self.settings.url} could not read doc {result['id']!r}: "
-                    f"{error.get('error')} ({error.get('reason')})",
-                )
-            found[result["id"]] = None  # missing
+            found[result["id"]] = _bulk_get_doc(self.settings, result)
         return True
 
     def _all_docs_keys(self, keys: list[str], found: dict[str, dict[str, Any] | None]) -> None:
@@ -452,16 +353,12 @@ class ChtReader:
 
     def changed_since(self, since: Any, ids: list[str]) -> tuple[set[str], Any] | None:
         """Which of ``ids`` changed or were deleted after ``since``, and the sequence to
-        ask from next time: ``POST _changes?filter=_doc_ids``. None when the server does
-        not take ``since`` (the database was recreated or restored).
-
-        Asked ``CHANGES_IDS_PER_REQUEST`` ids at a time: up to CouchDB's
-        ``changes_doc_ids_optimization_threshold`` (1000; 40000 on CHT 4.16+) CouchDB
-        looks each id up, above it every shard scans its whole feed since ``since`` and
-        sends nothing until the first match (apache/couchdb 3.5.0
-        ``src/couch/src/couch_changes.erl`` lines 37, 515-516), which can outlast the
-        read timeout. The sequence kept is the one the database had before the first
-        batch, so a change made meanwhile shows again next run, never is missed."""
+        ask from next time (``POST _changes?filter=_doc_ids``); None when the server does
+        not take ``since`` (the database was recreated or restored). Asked 1000 ids at a
+        time: above CouchDB's ``changes_doc_ids_optimization_threshold`` every shard scans
+        its feed since ``since`` first (apache/couchdb 3.5.0 ``couch_changes.erl`` lines
+        37, 515-516), which can outlast the read timeout. The first batch's sequence is
+        kept: a change made meanwhile shows again next run, never is missed."""
         changed: set[str] = set()
         last: Any = None if ids else since
         for start in range(0, len(ids), CHANGES_IDS_PER_REQUEST):
@@ -489,3 +386,106 @@ def _url_hint(settings: ChtSettings) -> str:
             f"(CHT_DB names the database)"
         )
     return ""
+
+
+def _bulk_get_doc(settings: ChtSettings, result: dict[str, Any]) -> dict[str, Any] | None:
+    """The doc of one ``_bulk_get`` result at its winning revision; None when missing or
+    deleted. CouchDB 3 answers every leaf of a conflicted doc, not only the winner."""
+    raw = result.get("docs")
+    entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
+    leaves = [e["ok"] for e in entries if isinstance(e.get("ok"), dict)]
+    if leaves:
+        doc = winning_revision(leaves)
+        return None if doc.get("_deleted") else doc
+    error = next((e["error"] for e in entries if isinstance(e.get("error"), dict)), None)
+    if error is not None and error.get("error") not in (None, "not_found"):
+        raise BadBody(
+            "CHT",
+            f"CHT at {settings.url} could not read doc {result['id']!r}: "
+            f"{error.get('error')} ({error.get('reason')})",
+        )
+    return None
+
+
+def forbidden_message(settings: ChtSettings, what: str, http: HttpClient) -> str:
+    """Why CHT refused a read, in words that name the fix.
+
+    CHT's API refuses offline users the view, the database info and ranges of
+    ``_all_docs`` (cht-core 5.2.0 ``api/src/routing.js`` lines 334-386, 826-851). A
+    session is online only with the role ``mm-online`` or ``_admin``, which CHT adds
+    only to roles configured online in ``app_settings.roles``; a user made by hand
+    in CouchDB has no such role (``shared-libs/user-management/src/roles.js``)."""
+    user = settings.username or "(no user)"
+    start = f"CHT at {settings.url} refused user {user} reading {what} (HTTP 403)"
+    fix = (
+        "create the mediator's CHT user through CHT's admin app (or POST /api/v1/users) "
+        'with a role configured online (without "offline": true) in app_settings.roles'
+    )
+    roles = _session_roles(settings, http)
+    if roles is None:
+        return f"{start}: {fix}, or use a CouchDB admin"
+    if "_admin" in roles or "mm-online" in roles:
+        return (
+            f"{start}, although it is an online CHT user: check that the medic database "
+            f"{settings.db!r} is right (CHT_DB) and that no proxy rule blocks it"
+        )
+    if not roles:
+        return (
+            f"{start}: it has no CHT role (a user made in CouchDB by hand is offline to "
+            f"CHT and, since CHT 4.4, not a member of the medic database); {fix}"
+        )
+    return (
+        f"{start}: it is an offline CHT user (roles: {', '.join(roles)}), and CHT gives "
+        f"offline users only their own part of the data; {fix}"
+    )
+
+
+def _session_roles(settings: ChtSettings, http: HttpClient) -> list[str] | None:
+    """The user's roles from ``GET /_session`` (CouchDB's, proxied by CHT), or None."""
+    try:
+        response = http.send(
+            "GET",
+            f"{settings.url}/_session",
+            name="reading the session",
+            retry=RetryPolicy(1),
+        )
+        roles = decode_json(response.content).get("userCtx", {}).get("roles")
+    except (PeerError, ValueError, AttributeError):
+        return None
+    if response.status_code != 200 or not isinstance(roles, list):
+        return None
+    return [str(role) for role in roles]
+
+
+def check_shape(settings: ChtSettings, method: str, url: str, body: Any, what: str) -> None:
+    """CouchDB list answers (``_all_docs``, views) must be ``{"rows": [{...}]}``, and a
+    range read's rows must name their ``id``; ``_bulk_get`` and ``_changes`` answer
+    ``{"results": [{"id": ...}]}``: anything else is a CHT error, never a crash
+    half-way through the totals."""
+    path = url.split("?", 1)[0]
+    if path.endswith(("/_bulk_get", "/_changes")):
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("id"), str) for r in results
+        ):
+            raise BadBody(
+                "CHT",
+                f"CHT at {settings.url} answered {what} with an unexpected shape "
+                '(expected {"results": [...]} with an id per result): is this CouchDB?',
+            )
+        return
+    if not (path.endswith("/_all_docs") or "/_view/" in path):
+        return
+    rows = body.get("rows") if isinstance(body, dict) else None
+    bad = not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows)
+    if not bad and method == "GET" and rows:
+        bad = not all(isinstance(row.get("id"), str) for row in rows)
+    if bad:
+        raise BadBody(
+            "CHT",
+            f"CHT at {settings.url} answered {what} with an unexpected shape "
+            '(expected {"rows": [...]} with an id per row): is this CouchDB?',
+        )
+
+
+# -- reads ------------------------------------------------------------------

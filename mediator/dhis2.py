@@ -187,7 +187,7 @@ class Dhis2Client:
             response = self.http.send(
                 method, path, name=name, params=params, json_body=body, retry=retry
             )
-            self._raise_for_auth(response, name)
+            _raise_for_auth(response, self.safe_url, name)
         except CredentialsRefused as exc:
             self.stopped = exc  # repeating refused credentials can lock the DHIS2 account
             raise
@@ -196,67 +196,8 @@ class Dhis2Client:
             raise
         return response
 
-    def _raise_for_auth(self, response: requests.Response, name: str) -> None:
-        status = response.status_code
-        if 300 <= status < 400:
-            location = response.headers.get("Location", "")
-            if _LOGIN_PAGE.search(location):
-                raise LoginRedirect(
-                    "DHIS2",
-                    f"DHIS2 at {self.safe_url} redirected to its login page: the credentials "
-                    "were not accepted / not sent (set DHIS2_USERNAME and DHIS2_PASSWORD, or "
-                    "DHIS2_TOKEN)",
-                    status=status,
-                )
-            raise Redirected(
-                "DHIS2",
-                f"DHIS2 at {self.safe_url} redirected ({status}) to "
-                f"{without_userinfo(location)} ({name}); redirects are not followed: check "
-                "DHIS2_URL (http vs https, base path)",
-                status=status,
-            )
-        if status == 401:
-            raise CredentialsRefused(
-                "DHIS2",
-                f"DHIS2 at {self.safe_url} refused the credentials (HTTP 401"
-                f"{_message_suffix(response)})",
-                status=401,
-            )
-        message = _web_message(json_or_none(response)) if status == 400 else None
-        if message and message.message and _TOKEN_ERRORS.search(message.message):
-            raise TokenRefused(
-                "DHIS2",
-                f"DHIS2 at {self.safe_url} refused the API token (HTTP 400: {message.message})",
-                status=400,
-            )
-
     def _fail(self, response: requests.Response, what: str) -> PeerError:
-        """The error for an answer the caller could not use."""
-        where = self.http.where_of(response.url or "")
-        status = response.status_code
-        hint = {
-            403: " (the DHIS2 user lacks the authority or sharing for this)",
-            404: " (not found: is DHIS2_URL the base URL of DHIS2?)",
-            413: " (a proxy in front of DHIS2 refused the body size: lower DHIS2_CHUNK_SIZE)",
-        }.get(status, "")
-        cls: type[PeerError] = Forbidden if status == 403 else BadStatus
-        if not hint and response.text.strip() and json_or_none(response) is None:
-            kind = response.headers.get("Content-Type", "no content type").split(";")[0]
-            hint = (
-                f" with a body that is not JSON ({kind}): a proxy or an error page answered "
-                "instead of DHIS2's API"
-            )
-            if what == "the data value import":
-                hint += "; whether DHIS2 stored these values is unknown: the next run compares"
-            cls = BadBody
-        elif not hint and status in (200, 409):
-            hint = " with JSON that is not a DHIS2 import summary"
-            cls = BadBody
-        return cls(
-            "DHIS2",
-            f"DHIS2 at {where} answered HTTP {status} to {what}{_message_suffix(response)}{hint}",
-            status=status,
-        )
+        return _failure(response, what, self.http.where_of(response.url or ""))
 
     # -- the server ---------------------------------------------------------------------
 
@@ -391,7 +332,7 @@ class Dhis2Client:
                 return result
             job = parse_async_job(parsed) if self.settings.async_import else None
             if job is not None and response.status_code == 200:
-                return self._await_job(job, name)
+                return _await_job(self, job, name)
         raise self._fail(response, "the data value import")
 
     def register_completeness(
@@ -413,60 +354,6 @@ class Dhis2Client:
         if result is None:
             raise self._fail(response, "the completeness registration")
         return result
-
-    # -- async import jobs -----------------------------------------------------------------
-
-    def _poll_pause(self, polls: int) -> float:
-        """Sleep 0.5, 1, 2, 4, 5, 5 … s: quick for small jobs, gentle on long ones."""
-        pause = min(POLL_MAX_SECONDS, POLL_FIRST_SECONDS * float(2**polls))
-        self.http.sleep(pause)
-        return pause
-
-    def _await_job(self, job: AsyncJob, name: str) -> ImportResult:
-        """Poll the job's notifications until one says completed, then read its summary
-        (``/api/system/tasks``, ``/api/system/taskSummaries``)."""
-        budget = max(self.settings.timeout, 60.0)
-        waited = 0.0
-        polls = 0
-        job_id = quote(job.id, safe="")
-        while True:
-            response = self._send(
-                "GET", f"/api/system/tasks/DATAVALUE_IMPORT/{job_id}", name=f"{name} job status"
-            )
-            notes = json_or_none(response)
-            if response.status_code != 200:
-                raise self._fail(response, f"the status request of import job {job.id}")
-            if isinstance(notes, list) and any(
-                isinstance(n, dict) and n.get("completed") is True for n in notes
-            ):
-                break
-            if waited >= budget:
-                raise BadStatus(
-                    "DHIS2",
-                    f"DHIS2 at {self.safe_url}: import job {job.id} did not finish within "
-                    f"{budget:.0f} s; check Data Administration → Jobs in DHIS2",
-                )
-            waited += self._poll_pause(polls)
-            polls += 1
-        while True:
-            response = self._send(
-                "GET",
-                f"/api/system/taskSummaries/DATAVALUE_IMPORT/{job_id}",
-                name=f"{name} job summary",
-            )
-            if response.status_code != 200:
-                raise self._fail(response, f"the summary request of import job {job.id}")
-            result = parse_import(json_or_none(response), 200)
-            if result is not None:
-                return result
-            if waited >= budget:  # 200 with no content until the summary exists
-                raise BadStatus(
-                    "DHIS2",
-                    f"DHIS2 at {self.safe_url}: import job {job.id} finished but left no "
-                    f"summary within {budget:.0f} s",
-                )
-            waited += self._poll_pause(polls)
-            polls += 1
 
 
 def _message_suffix(response: requests.Response) -> str:
@@ -496,3 +383,122 @@ def _stored(body: dict[str, Any], period: str, wanted: set[str], default_coc: st
         if value.get("storedBy"):
             out.stored_by[key] = str(value["storedBy"])
     return out
+
+
+# -- async import jobs (DHIS2_ASYNC_IMPORT) --------------------------------------------
+
+
+def _poll_pause(client: Dhis2Client, polls: int) -> float:
+    """Sleep 0.5, 1, 2, 4, 5, 5 … s: quick for small jobs, gentle on long ones."""
+    pause = min(POLL_MAX_SECONDS, POLL_FIRST_SECONDS * float(2**polls))
+    client.http.sleep(pause)
+    return pause
+
+
+def _await_job(client: Dhis2Client, job: AsyncJob, name: str) -> ImportResult:
+    """Poll the job's notifications until one says completed, then read its summary
+    (``/api/system/tasks``, ``/api/system/taskSummaries``)."""
+    budget = max(client.settings.timeout, 60.0)
+    waited = 0.0
+    polls = 0
+    job_id = quote(job.id, safe="")
+    while True:
+        response = client._send(
+            "GET", f"/api/system/tasks/DATAVALUE_IMPORT/{job_id}", name=f"{name} job status"
+        )
+        notes = json_or_none(response)
+        if response.status_code != 200:
+            raise client._fail(response, f"the status request of import job {job.id}")
+        if isinstance(notes, list) and any(
+            isinstance(n, dict) and n.get("completed") is True for n in notes
+        ):
+            break
+        if waited >= budget:
+            raise BadStatus(
+                "DHIS2",
+                f"DHIS2 at {client.safe_url}: import job {job.id} did not finish within "
+                f"{budget:.0f} s; check Data Administration → Jobs in DHIS2",
+            )
+        waited += _poll_pause(client, polls)
+        polls += 1
+    while True:
+        response = client._send(
+            "GET",
+            f"/api/system/taskSummaries/DATAVALUE_IMPORT/{job_id}",
+            name=f"{name} job summary",
+        )
+        if response.status_code != 200:
+            raise client._fail(response, f"the summary request of import job {job.id}")
+        result = parse_import(json_or_none(response), 200)
+        if result is not None:
+            return result
+        if waited >= budget:  # 200 with no content until the summary exists
+            raise BadStatus(
+                "DHIS2",
+                f"DHIS2 at {client.safe_url}: import job {job.id} finished but left no "
+                f"summary within {budget:.0f} s",
+            )
+        waited += _poll_pause(client, polls)
+        polls += 1
+
+
+def _raise_for_auth(response: requests.Response, safe_url: str, name: str) -> None:
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "")
+        if _LOGIN_PAGE.search(location):
+            raise LoginRedirect(
+                "DHIS2",
+                f"DHIS2 at {safe_url} redirected to its login page: the credentials "
+                "were not accepted / not sent (set DHIS2_USERNAME and DHIS2_PASSWORD, or "
+                "DHIS2_TOKEN)",
+                status=status,
+            )
+        raise Redirected(
+            "DHIS2",
+            f"DHIS2 at {safe_url} redirected ({status}) to "
+            f"{without_userinfo(location)} ({name}); redirects are not followed: check "
+            "DHIS2_URL (http vs https, base path)",
+            status=status,
+        )
+    if status == 401:
+        raise CredentialsRefused(
+            "DHIS2",
+            f"DHIS2 at {safe_url} refused the credentials (HTTP 401{_message_suffix(response)})",
+            status=401,
+        )
+    message = _web_message(json_or_none(response)) if status == 400 else None
+    if message and message.message and _TOKEN_ERRORS.search(message.message):
+        raise TokenRefused(
+            "DHIS2",
+            f"DHIS2 at {safe_url} refused the API token (HTTP 400: {message.message})",
+            status=400,
+        )
+
+
+def _failure(response: requests.Response, what: str, where: str) -> PeerError:
+    """The error for an answer the caller could not use."""
+    status = response.status_code
+    hint = {
+        403: " (the DHIS2 user lacks the authority or sharing for this)",
+        404: " (not found: is DHIS2_URL the base URL of DHIS2?)",
+        413: " (a proxy in front of DHIS2 refused the body size: lower DHIS2_CHUNK_SIZE)",
+    }.get(status, "")
+    cls: type[PeerError] = Forbidden if status == 403 else BadStatus
+    if not hint and response.text.strip() and json_or_none(response) is None:
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+        hint = (
+            f" with a body that is not JSON ({kind}): a proxy or an error page answered "
+            "instead of DHIS2's API"
+        )
+        if what == "the data value import":
+            hint += "; whether DHIS2 stored these values is unknown: the next run compares"
+        cls = BadBody
+    elif not hint and status in (200, 409):
+        hint = " with JSON that is not a DHIS2 import summary"
+        cls = BadBody
+    return cls(
+        "DHIS2",
+        f"DHIS2 at {where} answered HTTP {status} to {what}{_message_suffix(response)}{hint}",
+        status=status,
+    )

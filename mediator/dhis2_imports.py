@@ -1,10 +1,11 @@
 """One import-result model for every DHIS2 version 2.36 → 2.42.
 
-DHIS2 answers ``POST /api/dataValueSets`` with a bare ImportSummary (2.36,
-2.37, and task summaries) or a WebMessage wrapping one (2.38+), on HTTP 200 or
-409, with conflicts in two shapes (reference §0, §2). This module turns all of
-them into ``ImportResult`` and maps each conflict back to the rows that were
-posted, so a report can say which value DHIS2 refused and why.
+DHIS2 answers ``POST /api/dataValueSets`` with a bare ImportSummary (2.36, 2.37, and
+task summaries) or a WebMessage wrapping one (2.38+), on HTTP 200 or 409, with conflicts
+in two shapes (dhis2-core ``DataValueSetController``, ``ImportSummary``,
+``ImportConflict``). This module turns all of them into ``ImportResult`` and maps each
+conflict back to the rows that were posted, so a report can say which value DHIS2
+refused and why.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Preflight: what a DHIS2 data set says about the values the engine produced.
 
 Pure functions over the one metadata document fetched per data set
-(``GET /api/dataSets/{id}?fields=…``, reference §4.2). Everything DHIS2 would
+(``GET /api/dataSets/{id}?fields=…``). Everything DHIS2 would
 reject (or silently store wrongly) is caught here, before posting, so ops see
 it in plain words naming the ids instead of as an E76xx conflict.
 """
@@ -20,7 +20,7 @@ from .models import DataValue
 from .periods import Month, Period, PeriodError, check_period_type
 from .report import Finding, RejectedRow
 
-# The default category option combo of a fresh DHIS2 database (reference §1.1).
+# The default category option combo of a fresh DHIS2 database (the same id in 2.36-2.42).
 FALLBACK_DEFAULT_COC = "HllvX50cXC0"
 
 DATA_SET_FIELDS = (
@@ -33,7 +33,7 @@ DATA_SET_FIELDS = (
     "organisationUnits[id]"
 )
 
-# ValidationUtils / MathUtils, identical 2.36 → 2.42 (reference §5.5).
+# dhis2-core ``ValidationUtils.java`` and ``MathUtils.java``, identical 2.36 → 2.42.
 _NUMBER = re.compile(r"^(-?0|-?[1-9]\d*)(\.\d+)?$")
 _INTEGER = re.compile(r"^(0|-?[1-9]\d*)$")
 _INTEGER_POSITIVE = re.compile(r"^[1-9]\d*$")
@@ -148,7 +148,8 @@ class DataSetMeta(_Wire):
 
 
 def is_zero_insignificant(element: DataElementMeta, text: str) -> bool:
-    """DHIS2's ``dataValueIsZeroAndInsignificant``: such a zero is never stored (§5.2)."""
+    """DHIS2's ``dataValueIsZeroAndInsignificant``: such a zero is never stored
+    (dhis2-core ``ValidationUtils.java``)."""
     return (
         element.valueType in NUMERIC_TYPES
         and bool(_ZERO.match(text))
@@ -296,7 +297,6 @@ class Preflight(BaseModel):
     rejected: list[RejectedRow] = Field(default_factory=list)
     ready: list[ReadyValue] = Field(default_factory=list)
     unassigned_org_units: list[str] = Field(default_factory=list)
-    value_types: dict[str, str] = Field(default_factory=dict)  # data element → valueType
 
     @property
     def blocked(self) -> bool:
@@ -347,7 +347,6 @@ def check(
     pre.name, pre.period_type = meta.name, meta.periodType
     pre.default_coc = meta.default_coc()
     elements = meta.elements()
-    pre.value_types = {de: dse.dataElement.valueType for de, dse in elements.items()}
 
     parsed: Period | None = None
     try:

@@ -5,7 +5,8 @@ need DHIS2's source to know what went wrong. Every rejection the mediator can me
 maps to a ``Diagnosis``: E76xx conflicts (matched on ``errorCode``, or on 2.36's
 fixed texts, which have no code), set-level aborts, refused credentials, missing
 authorities, locked periods, preflight findings, and problems on the CHT side.
-Codes and texts: ``shared/reference/dhis2.md`` §2.3, §2.4 and §3.
+Codes and texts: dhis2-core's ``ErrorCode.java`` and ``DataValueImportConflict`` (2.37+),
+and the fixed texts of 2.36.13.2 ``DefaultDataValueSetService.java``.
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ CONFLICTS: dict[str, _Explain] = {
     ),
 }
 
-# 2.36 has no error codes: its fixed texts, matched in this order (dhis2.md §2.3).
+# 2.36 has no error codes: its fixed texts, matched in this order (2.36.13.2
+# ``DefaultDataValueSetService.java``).
 TEXTS_236: list[tuple[str, str]] = [
     (r"^Data set not found or not accessible", "E7600"),
     (r"User does not have write access for DataSet", "E7601"),

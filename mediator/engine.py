@@ -1,7 +1,7 @@
 """The numbers: CHT target docs and places → DHIS2 data values. No I/O here.
 
 Behaviour follows CHT's own export (cht-core ``api/src/services/export/dhis.js``,
-described in ``shared/reference/cht-export.md`` §2) except where the README's
+cht-core 5.2.0, the same since 3.9) except where the README's
 "Differences from CHT's built-in export" says otherwise. Target docs are fed in
 pages, so memory grows with org units × data elements and with the number of
 owners, never with the number of target docs.
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import ValueChoice
-from .models import DataValue, DataValueSet, RowKey
+from .models import DataValue, DataValueSet
 from .report import OrgUnitCoverage
 
 MAX_LINEAGE_DEPTH = 50  # CHT's own recursion guard when it minifies lineage
@@ -48,7 +48,6 @@ class TargetMapping:
     """One (target, data element) pair that qualifies for the data set."""
 
     target_id: str
-    target_type: str
     row: tuple[str, str | None, str | None]  # dataElement, categoryOptionCombo, aoc
 
 
@@ -129,7 +128,6 @@ def target_mappings(settings: Mapping[str, Any], data_set: str) -> list[TargetMa
             mappings.append(
                 TargetMapping(
                     target_id=str(item["id"]),
-                    target_type=str(item.get("type") or "count"),
                     row=(
                         str(dhis["dataElement"]),
                         dhis.get("categoryOptionCombo") or None,
@@ -187,6 +185,47 @@ class _Cell:
 
 
 @dataclass
+class SyncLog:
+    """Who synced: the users expected (username -> contact id), the months each has a
+    target doc for, and the newest ``updated_date`` (ms) of their docs. One month tag (a
+    shared string) per user until a second month shows: a set per user costs 200 bytes,
+    and national runs have tens of thousands of users."""
+
+    expected: dict[str, str] = field(default_factory=dict)
+    months: dict[str, str | set[str]] = field(default_factory=dict)
+    newest: dict[str, int] = field(default_factory=dict)
+
+    def saw(self, doc: Mapping[str, Any]) -> None:
+        """Note that the doc's user synced a doc for its month (coverage)."""
+        user = doc.get("user")
+        ident = doc.get("_id")
+        if not isinstance(user, str) or not isinstance(ident, str):
+            return
+        parts = ident.split("~")
+        if len(parts) < 3:
+            return
+        username = user.removeprefix("org.couchdb.user:")
+        tag = sys.intern(parts[1])
+        seen = self.months.get(username)
+        if seen is None:
+            self.months[username] = tag
+        elif isinstance(seen, set):
+            seen.add(tag)
+        elif seen != tag:
+            self.months[username] = {seen, tag}
+        updated = doc.get("updated_date")
+        if isinstance(updated, int | float) and not isinstance(updated, bool):
+            self.newest[username] = max(self.newest.get(username, 0), int(updated))
+
+    def synced(self, username: str, wanted: set[str]) -> bool:
+        """Has the user a doc for every wanted month?"""
+        seen = self.months.get(username)
+        if seen is None:
+            return not wanted
+        return wanted <= ({seen} if isinstance(seen, str) else seen)
+
+
+@dataclass
 class Aggregation:
     """Aggregates one data set for one period from pages of target docs.
 
@@ -220,13 +259,7 @@ class Aggregation:
     _hot: tuple[tuple[int, int], dict[str, Any], dict[tuple[str, ...], Any]] | None = field(
         default=None, init=False, repr=False
     )
-    # sync coverage: users expected (username -> contact id), the months each has a
-    # doc for, and the newest updated_date (ms) of their docs
-    _expected: dict[str, str] = field(default_factory=dict, init=False)
-    # one month tag (a shared string) per user until a second month shows: a set per
-    # user costs 200 bytes, and national runs have tens of thousands of users
-    _user_months: dict[str, str | set[str]] = field(default_factory=dict, init=False)
-    _user_newest: dict[str, int] = field(default_factory=dict, init=False)
+    sync: SyncLog = field(default_factory=SyncLog, init=False)  # for coverage
 
     def __post_init__(self) -> None:
         self.mappings = target_mappings(self.settings, self.data_set)
@@ -334,6 +367,9 @@ class Aggregation:
         cache[units] = found
         return found
 
+    # One function of 65 lines on purpose: it runs for every target of every doc of a
+    # national month, and splitting it into calls costs about a fifth of the aggregation
+    # time (benchmarks/); its locals are the hot loop's lookup tables.
     def _add_doc(
         self,
         doc: Any,
@@ -348,7 +384,7 @@ class Aggregation:
         targets = doc.get("targets")
         if not isinstance(targets, list):
             return SKIP_NO_TARGETS
-        self._saw(doc)
+        self.sync.saw(doc)
         owner = doc.get("owner")
         if not isinstance(owner, str) or not owner:
             return SKIP_NO_OWNER
@@ -400,34 +436,12 @@ class Aggregation:
                         cell.passed += passed
         return None
 
-    def _saw(self, doc: Mapping[str, Any]) -> None:
-        """Note that the doc's user synced a doc for its month (coverage)."""
-        user = doc.get("user")
-        ident = doc.get("_id")
-        if not isinstance(user, str) or not isinstance(ident, str):
-            return
-        parts = ident.split("~")
-        if len(parts) < 3:
-            return
-        username = user.removeprefix("org.couchdb.user:")
-        tag = sys.intern(parts[1])
-        seen = self._user_months.get(username)
-        if seen is None:
-            self._user_months[username] = tag
-        elif isinstance(seen, set):
-            seen.add(tag)
-        elif seen != tag:
-            self._user_months[username] = {seen, tag}
-        updated = doc.get("updated_date")
-        if isinstance(updated, int | float) and not isinstance(updated, bool):
-            self._user_newest[username] = max(self._user_newest.get(username, 0), int(updated))
-
     # -- coverage ---------------------------------------------------------------
 
     def expect_users(self, users: Mapping[str, str]) -> None:
         """CHT users (username -> their contact id) whose docs this data set expects;
         their contacts' lineages must have been given to ``add_owner``."""
-        self._expected.update(users)
+        self.sync.expected.update(users)
 
     def coverage(self, months: Iterable[str], now: datetime) -> list[OrgUnitCoverage]:
         """Per org unit: users expected under it, how many have a target doc for every
@@ -440,12 +454,12 @@ class Aggregation:
         for contact, carried in self._units_by_contact.items():
             for unit in carried:
                 table[unit].places.append(contact)
-        for username, contact in sorted(self._expected.items()):
+        for username, contact in sorted(self.sync.expected.items()):
             units = self._units_by_owner.get(contact)
             if not isinstance(units, tuple):
                 continue
-            synced = self._synced(username, wanted)
-            newest = self._user_newest.get(username)
+            synced = self.sync.synced(username, wanted)
+            newest = self.sync.newest.get(username)
             for unit in units:
                 row = table[unit]
                 row.expected += 1
@@ -462,57 +476,18 @@ class Aggregation:
                 row.newest_doc_age_days = round((now - row.newest_doc).total_seconds() / 86400, 1)
         return list(table.values())
 
-    def _synced(self, username: str, wanted: set[str]) -> bool:
-        """Has the user a doc for every wanted month?"""
-        seen = self._user_months.get(username)
-        if seen is None:
-            return not wanted
-        return wanted <= ({seen} if isinstance(seen, str) else seen)
-
     def users_synced(self, months: Iterable[str]) -> tuple[int, int]:
         """(users expected anywhere in this data set, those with a doc for every month)."""
         wanted = set(months)
         expected = synced = 0
-        for username, contact in self._expected.items():
+        for username, contact in self.sync.expected.items():
             if (
                 isinstance(self._units_by_owner.get(contact), tuple)
                 and self._units_by_owner[contact]
             ):
                 expected += 1
-                synced += self._synced(username, wanted)
+                synced += self.sync.synced(username, wanted)
         return expected, synced
-
-    # -- several CHT instances ------------------------------------------------------
-
-    def merge(self, other: Aggregation) -> None:
-        """Add another CHT instance's aggregation of the same data set and period:
-        a national org unit is fed by every region."""
-        for row in other._rows:
-            choice = other._row_choice[row]
-            if self._row_choice.setdefault(row, choice) != choice:
-                raise EngineError(
-                    f"CHT instances disagree on the value to send for {row[0]} "
-                    f"({self._row_choice[row]} vs {choice})"
-                )
-            if row not in self._rows:
-                self._rows.append(row)
-                self.mappings.extend(m for m in other.mappings if m.row == row)
-                for unit in self._unit_order:
-                    self._cells[(unit, row)] = _Cell()
-        for unit in other._unit_order:
-            if unit not in self._unit_names:
-                self._unit_names[unit] = other._unit_names[unit]
-                self._unit_order.append(unit)
-                for row in self._rows:
-                    self._cells[(unit, row)] = _Cell()
-        for key, cell in other._cells.items():
-            mine = self._cells[key]
-            mine.value += cell.value
-            mine.total += cell.total
-            mine.passed += cell.passed
-        self.skipped.update(other.skipped)
-        self.docs_read += other.docs_read
-        self.docs_counted += other.docs_counted
 
     # -- result ---------------------------------------------------------------
 
@@ -551,16 +526,40 @@ class Aggregation:
             dataValues=self.data_values(human_readable=human_readable),
         )
 
-    def row_keys(self) -> list[RowKey]:
-        return [
-            RowKey(dataElement=r[0], categoryOptionCombo=r[1], attributeOptionCombo=r[2], orgUnit=u)
-            for u in self._unit_order
-            for r in self._rows
-        ]
-
 
 def _tidy(amount: float) -> int | float:
     """Whole numbers as ints (DHIS2 INTEGER types reject "5.0")."""
     if isinstance(amount, float) and amount.is_integer():
         return int(amount)
     return amount
+
+
+def merge_into(total: Aggregation, other: Aggregation) -> None:
+    """Add another CHT instance's aggregation of the same data set and period into
+    ``total``: a national org unit is fed by every region."""
+    for row in other._rows:
+        choice = other._row_choice[row]
+        if total._row_choice.setdefault(row, choice) != choice:
+            raise EngineError(
+                f"CHT instances disagree on the value to send for {row[0]} "
+                f"({total._row_choice[row]} vs {choice})"
+            )
+        if row not in total._rows:
+            total._rows.append(row)
+            total.mappings.extend(m for m in other.mappings if m.row == row)
+            for unit in total._unit_order:
+                total._cells[(unit, row)] = _Cell()
+    for unit in other._unit_order:
+        if unit not in total._unit_names:
+            total._unit_names[unit] = other._unit_names[unit]
+            total._unit_order.append(unit)
+            for row in total._rows:
+                total._cells[(unit, row)] = _Cell()
+    for key, cell in other._cells.items():
+        mine = total._cells[key]
+        mine.value += cell.value
+        mine.total += cell.total
+        mine.passed += cell.passed
+    total.skipped.update(other.skipped)
+    total.docs_read += other.docs_read
+    total.docs_counted += other.docs_counted

@@ -1,12 +1,13 @@
 """RunReport → the ``application/json+openhim`` envelope OpenHIM core stores.
 
-Rules from core's transaction schema and router (reference §4): every body is
-a string; every orchestration has a ``name`` and a ``request.timestamp``;
-timestamps carry a time zone; ``properties`` are flat strings with no ``.`` or
-``$`` in keys (MongoDB field names). The console cuts each body at 15,000
-characters and core caps one transaction's bodies at 15 MiB, storing the
-envelope twice (our orchestrations, then core's copy of the raw envelope), so
-each body is capped here and the whole envelope stays far below that.
+Rules from core's transaction schema and router (openhim-core-js v8.5.0
+``src/model/transactions.js`` and ``src/middleware/router.js``): every body is a string;
+every orchestration has a ``name`` and a ``request.timestamp``; timestamps carry a time
+zone; ``properties`` are flat strings with no ``.`` or ``$`` in keys (MongoDB field
+names). The console cuts each body at 15,000 characters and core caps one transaction's
+bodies at 15 MiB, storing the envelope twice (our orchestrations, then core's copy of
+the raw envelope), so each body is capped here and the whole envelope stays far below
+that.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from .models import Exchange, utcnow
@@ -27,10 +28,6 @@ BODY_LIMIT = 15_000
 TOTAL_BODY_BUDGET = 5 * 1024 * 1024  # bytes of all bodies; core stores them twice, cap 15 MiB
 MAX_ORCHESTRATIONS = 200
 LIST_CAP = 50  # conflicts / rejected rows kept per data set in the response body
-
-EnvelopeStatus = Literal[
-    "Processing", "Failed", "Completed", "Successful", "Completed with error(s)"
-]
 
 # Inner response status per run status: Failed is 5xx so channel alerts on
 # 500/5xx fire; partial success is 207, 2xx for clients but alertable on its own.

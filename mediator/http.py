@@ -249,7 +249,6 @@ class HttpClient:
         self.recorder = recorder
         self.sleep = sleep
         self.rng = rng or random.Random()
-        self.requests_made = 0
 
     def fork(self) -> HttpClient:
         """Another client of the same peer on a connection of its own (for a thread:
@@ -357,7 +356,6 @@ class HttpClient:
         return request.prepare()
 
     def _exchange(self, prepared: requests.PreparedRequest, name: str, attempt: int) -> Exchange:
-        self.requests_made += 1
         url = without_userinfo(prepared.url or "")
         parts = urlsplit(url)
         body = prepared.body if self.peer.record_bodies else None

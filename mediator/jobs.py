@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 
 from .config import RuntimeConfig
-from .engine import Aggregation
+from .engine import Aggregation, merge_into
 from .http import PeerError
 from .models import DataValueSet
 from .periods import Month, Period, PeriodError, check_period_type, periods_touching
@@ -56,7 +56,7 @@ class Job:
             value_choices=first.value_choices,
         )
         for agg in aggs:
-            total.merge(agg)
+            merge_into(total, agg)
         return total
 
     def release(self) -> None:

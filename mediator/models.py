@@ -27,25 +27,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class RowKey(BaseModel):
-    """The identity of one DHIS2 data value inside a data set and period."""
-
-    model_config = ConfigDict(frozen=True)
-
-    dataElement: str
-    orgUnit: str
-    categoryOptionCombo: str | None = None
-    attributeOptionCombo: str | None = None
-
-    def label(self) -> str:
-        parts = [self.dataElement, self.orgUnit]
-        if self.categoryOptionCombo:
-            parts.append(f"coc={self.categoryOptionCombo}")
-        if self.attributeOptionCombo:
-            parts.append(f"aoc={self.attributeOptionCombo}")
-        return "/".join(parts)
-
-
 class DataValue(BaseModel):
     """One value as CHT's export shapes it: ``orgUnit`` per value, a JSON number."""
 
@@ -56,15 +37,6 @@ class DataValue(BaseModel):
     attributeOptionCombo: str | None = None
     orgUnit: str
     value: int | float
-
-    @property
-    def key(self) -> RowKey:
-        return RowKey(
-            dataElement=self.dataElement,
-            orgUnit=self.orgUnit,
-            categoryOptionCombo=self.categoryOptionCombo,
-            attributeOptionCombo=self.attributeOptionCombo,
-        )
 
     def as_export(self) -> dict[str, Any]:
         """The dict CHT's export would print (no null keys)."""

@@ -1,11 +1,11 @@
 """The only module that talks to OpenHIM core's API.
 
-``OpenhimClient`` is one call per API route (reference §1-§6), raising typed
-errors. ``OpenhimAgent`` keeps the mediator registered and heartbeating: it
-retries registration with capped, jittered back-off on a background thread,
-heartbeats every 10 s from a scheduler job that never raises, asks for the
-config on the first beat and after any failure (core pushes a change once),
-and re-registers when the mediator was deleted in the console (404).
+``OpenhimClient`` is one call per API route (openhim-core-js v8.5.0 ``src/koaApi.js``),
+raising typed errors. ``OpenhimAgent`` keeps the mediator registered and heartbeating:
+it retries registration with capped, jittered back-off on a background thread,
+heartbeats every 10 s from a scheduler job that never raises, asks for the config on the
+first beat and after any failure (core pushes a change once), and re-registers when the
+mediator was deleted in the console (404).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def sha512_hex(text: str) -> str:
 def token_headers(
     username: str, password: str, passport_salt: str, auth_salt: str, auth_ts: str
 ) -> dict[str, str]:
-    """Legacy token auth (§3a): sha512(sha512(salt+password) + auth-salt + auth-ts)."""
+    """Legacy token auth: sha512(sha512(salt+password) + auth-salt + auth-ts)
+    (openhim-core-js v8.5.0 ``src/protocols/token.js``)."""
     password_hash = sha512_hex(passport_salt + password)
     return {
         "auth-username": username,
@@ -125,8 +126,8 @@ def openhim_peer(settings: OpenhimSettings) -> Peer:
 
 
 class OpenhimClient:
-    """One method per core API route (reference §1-§6). Basic auth by default; token
-    auth for cores before 5.1 (``OPENHIM_AUTH=token``)."""
+    """One method per core API route (openhim-core-js v8.5.0 ``src/koaApi.js``). Basic
+    auth by default; token auth for cores before 5.1 (``OPENHIM_AUTH=token``)."""
 
     def __init__(
         self,

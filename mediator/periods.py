@@ -66,8 +66,8 @@ class Month:
 
 
 # DHIS2 period types that can be built from CHT's monthly target docs: how many
-# months a period holds and the month it starts in (cht-export.md §4: CHT itself
-# is monthly only). ISO forms from dhis2.md §4.
+# months a period holds and the month it starts in (cht-core's export: CHT itself
+# is monthly only). ISO forms of dhis2-core's ``PeriodType`` classes.
 _BUILDABLE: dict[str, tuple[int, int]] = {
     "Monthly": (1, 1),
     "Quarterly": (3, 1),

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from .cht_read import ChtSide
 from .config import RuntimeConfig
 from .dhis2 import Dhis2Client, StoredValues
-from .dhis2_imports import attribute
+from .dhis2_imports import ImportResult, attribute
 from .dhis2_metadata import Combo, Key, Preflight, check
 from .diagnoses import diagnose
 from .http import (
@@ -42,7 +42,7 @@ from .http import (
 from .jobs import Computed, Job
 from .locks import RunLocks
 from .models import DataValue, Exchange, is_uid, utcnow
-from .plan import PushPlan, chunks, own_values, plan_push, sweep_org_units
+from .plan import Planned, PushPlan, chunks, own_values, plan_push, sweep_org_units
 from .report import (
     DataSetResult,
     Finding,
@@ -210,19 +210,12 @@ def push_job(dhis2: Dhis2Client, job: Job, dry_run: bool, config: RuntimeConfig)
     """Steps 3–7 for one job, org units in batches, then the sweep of stale org units
     and, when asked, the completeness registration."""
     if job.problem or job.read_error:
-        result = _base(job, dry_run)
-        if job.problem:
-            result.error, result.error_kind = f"not pushed: {job.problem}", job.problem_kind
-        else:
-            result.error = f"not pushed: {job.read_error}, so the totals would be partial"
-            result.error_kind = "cht_read"
-        return _describe(job, result)
+        return _describe(job, _not_pushed(job, dry_run))
     agg = job.merged
     held_back = held(job.coverage, config.coverage_threshold)
     scope = [ou for ou in agg.org_units if ou not in held_back]
     mapped = [m.row for m in agg.mappings]
     result = _base(job, dry_run)
-    result.status = "success"
     parts: list[DataSetResult] = []
     for batch in chunks(scope, ORG_UNITS_PER_PUSH) or [[]]:  # none: the preflight still speaks
         rows = agg.data_values(units=batch)
@@ -236,8 +229,7 @@ def push_job(dhis2: Dhis2Client, job: Job, dry_run: bool, config: RuntimeConfig)
             scope_org_units=list(batch),
             mapped=mapped,
         )
-        _add_part(result, part)
-        parts.append(part)
+        parts.append(_add_part(result, part))
         if part.status == "error" and not part.values_sent:
             break  # a data set problem (preflight, credentials): the other batches fail too
     # an org unit CHT no longer maps keeps no stale numbers, unless one was asked for or
@@ -253,20 +245,13 @@ def push_job(dhis2: Dhis2Client, job: Job, dry_run: bool, config: RuntimeConfig)
             sweep_assigned=True,
             owned_org_units=agg.org_units,
         )
-        _add_part(result, sweep)
-        parts.append(sweep)
+        parts.append(_add_part(result, sweep))
     result.status = rollup([p.status for p in parts if p.status != "skipped"])
     for cov in job.coverage:
         cov.held = cov.orgUnit in held_back
     result.held_org_units = sorted(held_back)
     if config.complete_data_sets and not dry_run and result.status != "error":
-        refused = {r.orgUnit for r in result.rejected}
-        ready = [ou for ou in scope if ou not in refused]
-        if ready:
-            result.completeness_registered, findings = register_completeness(
-                dhis2, job.data_set, job.period.iso, ready
-            )
-            result.preflight += findings
+        _complete(dhis2, job, scope, result)
     return _describe(job, result)
 
 
@@ -303,40 +288,54 @@ def push(
             result.status = "error"
             result.error = next(f.message for f in pre.findings if f.level == "error")
             return result
-        dflt = pre.default_coc
-        combos = (
-            mapped
-            if mapped is not None
-            else ((r.dataElement, r.categoryOptionCombo, r.attributeOptionCombo) for r in rows)
-        )
-        wanted: set[Combo] = {(de, coc or dflt, aoc or dflt) for de, coc, aoc in combos}
         scope = list(dict.fromkeys([r.orgUnit for r in rows] + list(scope_org_units or [])))
-        swept: list[str] = []
-        if sweep_assigned:
-            meta = dhis2.data_set(data_set)
-            assigned = [u.id for u in meta.organisationUnits] if meta else []
-            swept = sweep_org_units(assigned, set(scope) | set(owned_org_units))
-        stored, unread = read_stored(dhis2, data_set, period, scope + swept, dflt, result)  # 4.
+        swept = _swept(dhis2, data_set, scope, owned_org_units) if sweep_assigned else []
+        stored, unread = read_stored(  # 4.
+            dhis2, data_set, period, scope + swept, pre.default_coc, result
+        )
         held_values = own_values(stored.held, stored.stored_by, set(swept), dhis2.username())
-        if swept:
-            unread -= set(swept)  # unreadable elsewhere: nothing of ours is known to clear
-        protected: set[Key] = {
-            (
-                r.dataElement,
-                r.orgUnit,
-                r.categoryOptionCombo or dflt,
-                r.attributeOptionCombo or dflt,
-            )
-            for r in pre.rejected
-        }
-        plan = plan_push(
-            period, pre.ready, held_values, mapped=wanted, protected=protected, unread=unread
-        )  # 5.
+        plan = plan_push(  # 5.
+            period,
+            pre.ready,
+            held_values,
+            mapped=_combos(mapped, rows, pre.default_coc),
+            protected={_key(r, pre.default_coc) for r in pre.rejected},
+            unread=unread - set(swept),  # unreadable there: nothing of ours is known to clear
+        )
         post_plan(dhis2, data_set, plan, dry_run, result, nothing_to_do=not rows)  # 6. and 7.
     except PeerError as exc:
         result.status, result.error = "error", str(exc)
         result.error_status, result.error_kind = exc.status, exc.kind
     return result
+
+
+def _swept(dhis2: Dhis2Client, data_set: str, scope: list[str], owned: Iterable[str]) -> list[str]:
+    meta = dhis2.data_set(data_set)
+    assigned = [u.id for u in meta.organisationUnits] if meta else []
+    return sweep_org_units(assigned, set(scope) | set(owned))
+
+
+def _combos(
+    mapped: Iterable[tuple[str, str | None, str | None]] | None,
+    rows: list[DataValue],
+    default_coc: str,
+) -> set[Combo]:
+    """The (data element, COC, AOC) rows the engine maps, defaults made explicit."""
+    combos = (
+        mapped
+        if mapped is not None
+        else ((r.dataElement, r.categoryOptionCombo, r.attributeOptionCombo) for r in rows)
+    )
+    return {(de, coc or default_coc, aoc or default_coc) for de, coc, aoc in combos}
+
+
+def _key(row: RejectedRow, default_coc: str) -> Key:
+    return (
+        row.dataElement,
+        row.orgUnit,
+        row.categoryOptionCombo or default_coc,
+        row.attributeOptionCombo or default_coc,
+    )
 
 
 # -- the steps -------------------------------------------------------------------------------
@@ -417,16 +416,15 @@ def post_plan(
 ) -> None:
     """6. and 7. Post the plan in chunks, then map each chunk's import summary back to
     the rows it refused. A chunk that fails does not stop the next, except a 403 (the
-    same for every chunk)."""
+    same for every chunk) or DHIS2 gone (``STOPS_THE_RUN``)."""
     result.values_unchanged = plan.unchanged
     result.values_sent = len(plan.send)
     result.values_cleared = plan.cleared
     size = dhis2.settings.chunk_size
     sent = chunks(plan.send, size)
-    accepted = accepted_engine = unattributed = 0
+    tally = _Tally()
     for number, chunk in enumerate(sent, start=1):
         name = f"DHIS2 dataValueSets POST (chunk {number}/{len(sent)})"
-        refs = [p.ref for p in chunk]
         result.chunks_sent += 1
         try:
             answer = dhis2.post_values(
@@ -435,52 +433,83 @@ def post_plan(
         except CredentialsRefused:
             raise
         except PeerError as exc:
-            result.chunks_failed += 1
-            result.rejected += [
-                RejectedRow(**r.model_dump(), reason=f"not imported: {exc}") for r in refs
-            ]
-            result.error, result.error_status, result.error_kind = str(exc), exc.status, exc.kind
-            if exc.status == 403 or isinstance(exc, STOPS_THE_RUN):
-                for rest in sent[number:]:
-                    result.rejected += [
-                        RejectedRow(**p.ref.model_dump(), reason=f"not sent: {exc}") for p in rest
-                    ]
+            if _chunk_failed(result, exc, chunk, sent[number:]):
                 break
             continue
-        offset = (number - 1) * size
-        result.counts.add(answer.counts)
-        result.conflicts += [
-            c.model_copy(update={"indexes": [offset + i for i in c.indexes]})
-            for c in answer.conflicts
-        ]
-        found = attribute(answer, refs)  # 7.
-        if answer.aborted:
-            result.chunks_failed += 1
-            result.error = f"DHIS2 refused chunk {number}/{len(sent)}: " + (
-                next(iter(found.rejected.values())).reason if found.rejected else "ERROR"
-            )
-        unattributed += len(found.unattributed)
-        result.rejected += [found.rejected[i] for i in sorted(found.rejected)]
-        kept = [p for i, p in enumerate(chunk) if i not in found.rejected]
-        accepted += len(kept)
-        accepted_engine += sum(p.from_engine for p in kept)
-    if unattributed:
+        _map_answer(result, answer, chunk, (number - 1) * size, tally, f"{number}/{len(sent)}")
+    if tally.unattributed:
         result.preflight.append(
             Finding(
                 level="warning",
                 code="conflicts_unattributed",
-                message=f"{unattributed} DHIS2 conflicts could not be matched to a row; "
+                message=f"{tally.unattributed} DHIS2 conflicts could not be matched to a row; "
                 "see the conflicts list.",
             )
         )
-    result.delivered = plan.unchanged + (0 if dry_run else accepted_engine)
-    problems = len(result.rejected) + result.chunks_failed + unattributed
-    ok = accepted + plan.unchanged + (1 if nothing_to_do and not plan.send else 0)
+    result.delivered = plan.unchanged + (0 if dry_run else tally.accepted_engine)
+    problems = len(result.rejected) + result.chunks_failed + tally.unattributed
+    ok = tally.accepted + plan.unchanged + (1 if nothing_to_do and not plan.send else 0)
     result.status = outcome(ok, problems)
     if result.status == "success":
         result.error = None
     elif result.status == "error":
         result.error = result.error or "DHIS2 accepted none of the values: see the rejected rows"
+
+
+class _Tally:
+    """What the chunks of one plan did: rows accepted (and of those, the engine's own,
+    not sweep clears), and conflicts that named no row."""
+
+    def __init__(self) -> None:
+        self.accepted = self.accepted_engine = self.unattributed = 0
+
+
+def _chunk_failed(
+    result: DataSetResult,
+    exc: PeerError,
+    chunk: Sequence[Planned],
+    rest: Sequence[Sequence[Planned]],
+) -> bool:
+    """A chunk DHIS2 never answered for: its rows are named as not imported. True when
+    the rest cannot go either (a 403, or DHIS2 gone): they are named as not sent."""
+    result.chunks_failed += 1
+    result.rejected += [
+        RejectedRow(**p.ref.model_dump(), reason=f"not imported: {exc}") for p in chunk
+    ]
+    result.error, result.error_status, result.error_kind = str(exc), exc.status, exc.kind
+    if exc.status != 403 and not isinstance(exc, STOPS_THE_RUN):
+        return False
+    for later in rest:
+        result.rejected += [
+            RejectedRow(**p.ref.model_dump(), reason=f"not sent: {exc}") for p in later
+        ]
+    return True
+
+
+def _map_answer(
+    result: DataSetResult,
+    answer: ImportResult,
+    chunk: Sequence[Planned],
+    offset: int,
+    tally: _Tally,
+    label: str,
+) -> None:
+    """7. One chunk's import summary: counts, conflicts (indexes made run-wide) and the
+    rows DHIS2 refused, each with DHIS2's reason."""
+    result.counts.add(answer.counts)
+    result.conflicts += [
+        c.model_copy(update={"indexes": [offset + i for i in c.indexes]}) for c in answer.conflicts
+    ]
+    found = attribute(answer, [p.ref for p in chunk])
+    if answer.aborted:
+        result.chunks_failed += 1
+        reason = next(iter(found.rejected.values())).reason if found.rejected else "ERROR"
+        result.error = f"DHIS2 refused chunk {label}: {reason}"
+    tally.unattributed += len(found.unattributed)
+    result.rejected += [found.rejected[i] for i in sorted(found.rejected)]
+    kept = [p for i, p in enumerate(chunk) if i not in found.rejected]
+    tally.accepted += len(kept)
+    tally.accepted_engine += sum(p.from_engine for p in kept)
 
 
 def register_completeness(
@@ -508,7 +537,29 @@ def register_completeness(
     return done, findings
 
 
+def _complete(dhis2: Dhis2Client, job: Job, scope: list[str], result: DataSetResult) -> None:
+    """Register completeness where DHIS2 took every value."""
+    refused = {r.orgUnit for r in result.rejected}
+    ready = [ou for ou in scope if ou not in refused]
+    if ready:
+        result.completeness_registered, findings = register_completeness(
+            dhis2, job.data_set, job.period.iso, ready
+        )
+        result.preflight += findings
+
+
 # -- small helpers ------------------------------------------------------------------------------
+
+
+def _not_pushed(job: Job, dry_run: bool) -> DataSetResult:
+    """A job refused before DHIS2 (wrong period type…) or fed by a CHT read that failed."""
+    result = _base(job, dry_run)
+    if job.problem:
+        result.error, result.error_kind = f"not pushed: {job.problem}", job.problem_kind
+    else:
+        result.error = f"not pushed: {job.read_error}, so the totals would be partial"
+        result.error_kind = "cht_read"
+    return result
 
 
 def held(coverage: list[OrgUnitCoverage], threshold: float | None) -> set[str]:
@@ -544,8 +595,9 @@ def _describe(job: Job, result: DataSetResult) -> DataSetResult:
     return result
 
 
-def _add_part(total: DataSetResult, part: DataSetResult) -> None:
-    """Add one batch's result to the data set's: counts add up, rows and findings join."""
+def _add_part(total: DataSetResult, part: DataSetResult) -> DataSetResult:
+    """Add one batch's result to the data set's: counts add up, rows and findings join.
+    Returns the part."""
     offset = total.values_sent
     total.counts.add(part.counts)
     for name in (
@@ -567,6 +619,7 @@ def _add_part(total: DataSetResult, part: DataSetResult) -> None:
         total.error_kind = part.error_kind
     for finding in part.preflight:
         _join_finding(total.preflight, finding)
+    return part
 
 
 def _join_finding(findings: list[Finding], finding: Finding) -> None:
