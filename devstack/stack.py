@@ -116,7 +116,9 @@ class LocalStack:
         schedule the polling channel (installing alone does not)."""
         assert self.openhim is not None
         names = [c["name"] for c in self.openhim.mediator(urn)["defaultChannelConfig"]]  # type: ignore[index]
-        self.openhim.install_channels(urn, names)
+        have = {c["name"] for c in self.openhim.channels}
+        if [n for n in names if n not in have]:  # core refuses to install one twice
+            self.openhim.install_channels(urn, [n for n in names if n not in have])
         for channel in self.openhim.channels:
             for route in channel.get("routes", []):
                 route["host"] = self.env["MEDIATOR_HOST"]
