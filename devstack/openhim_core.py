@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -302,13 +303,26 @@ class OpenhimCore:
             time.sleep(0.1)
 
     def _make_mediator_user(self) -> None:
-        """An ``admin`` user for the mediator, made as the console makes one: POST
-        /users without a password (core 8.5.0 would store a ``password`` field
-        unhashed), then the password through the set-password link's token."""
-        email, password = self.mediator_user
-        names = {"firstname": "CHT to DHIS2", "surname": "mediator"}
-        self.expect(201, "POST", "/users", json={"email": email, **names, "groups": ["admin"]})
-        user = self.mongo["users"].find_one({"email": email})
+        self.add_user(*self.mediator_user, firstname="CHT to DHIS2", surname="mediator")
+        self._user_made = True
+
+    def add_user(
+        self,
+        email: str,
+        password: str,
+        *,
+        groups: Iterable[str] = ("admin",),
+        firstname: str = "Dev",
+        surname: str = "User",
+    ) -> None:
+        """A console user, made as the console makes one: ``POST /users`` without a
+        password (core 8.5.0 would store a ``password`` field unhashed,
+        src/api/users.js addUser), then the password through the set-password
+        link's token (``PUT /token/:token``, src/api/users.js updateUserByToken),
+        read from the user's document since the e-mail never leaves the machine."""
+        names = {"firstname": firstname, "surname": surname}
+        self.expect(201, "POST", "/users", json={"email": email, **names, "groups": list(groups)})
+        user = self.mongo["users"].find_one({"email": email.lower()})
         if not user or not user.get("token"):
             raise RuntimeError(f"core made no set-password token for {email}")
         answer = self.http.put(
@@ -317,9 +331,24 @@ class OpenhimCore:
             timeout=30,
         )
         if answer.status_code != 200:
-            raise RuntimeError(f"PUT /token/<token> answered {answer.status_code}: {answer.text}")
-        self.expect(200, "GET", "/mediators", auth=self.mediator_user)  # Basic auth works
-        self._user_made = True
+            raise RuntimeError(f"PUT /token/<token> answered {answer.status_code}")
+        # Basic auth works (a user may read itself; the look-up needs email_1 gone)
+        self.expect(200, "GET", f"/users/{quote(email, safe='@')}", auth=(email, password))
+
+    def use_certificate(self, cert_pem: str, key_pem: str, timeout: float = 60) -> None:
+        """Serve this certificate and key, as an operator installs one in the
+        console's Certificates page (``POST /keystore/cert``, ``/keystore/key``,
+        then ``POST /restart``); returns once the API presents it."""
+        self.expect(201, "POST", "/keystore/cert", json={"cert": cert_pem})
+        self.expect(201, "POST", "/keystore/key", json={"key": key_pem})
+        self.expect(200, "POST", "/restart")
+        wanted = ssl.PEM_cert_to_DER_cert(cert_pem)
+
+        def serving() -> bool:
+            served = ssl.get_server_certificate(("127.0.0.1", self.ports["api"]), timeout=2)
+            return ssl.PEM_cert_to_DER_cert(served) == wanted and self._api_up()
+
+        wait_for(serving, timeout, "OpenHIM core serving the new certificate")
 
     # --- where it listens ------------------------------------------------------------
 
@@ -327,6 +356,13 @@ class OpenhimCore:
     def url(self) -> str:
         """The API (https, core's self-signed certificate)."""
         return f"https://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def certificate(self) -> Path:
+        """The self-signed certificate core serves from its first start (bundled,
+        ``CN=localhost`` and no subjectAltName, so only ``https://localhost:…``
+        matches it, for clients that fall back to the CN, as curl does)."""
+        return self.folder / "resources" / "certs" / "default" / "cert.pem"
 
     @property
     def router_url(self) -> str:

@@ -91,10 +91,11 @@ def browser_ready() -> None:
 
 
 @pytest.fixture
-def stack(couch: Any, browser_ready: None) -> Iterator[LocalStack]:
+def stack(couch: Any, openhim: Any, browser_ready: None) -> Iterator[LocalStack]:
     with LocalStack(
         months=[LAST.shift(-1).tag, LAST.tag],
         couch=couch,
+        openhim=openhim,  # the session's OpenHIM core
         db=f"medic-status-{next(_dbs)}",
         extra_env={"OPENHIM_HEARTBEAT_SECONDS": "0.3", **STATUS_ENV},
     ) as running:
