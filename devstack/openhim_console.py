@@ -225,15 +225,20 @@ def login(page: Page, console: ConsoleServer, core: OpenhimCore, email: str = RO
 def open_transaction(page: Page, console: ConsoleServer, tx_id: str, channel: str) -> None:
     """Open Transactions, then click the newest row of ``channel`` (the list shows no
     ids), as a person does; fails unless that row is transaction ``tx_id``. Returns
-    once the transaction page shows its orchestrations and properties."""
+    once the transaction page shows its orchestrations, properties and bodies."""
     page.goto(f"{console.url}/#!/transactions", wait_until="load")
     cell = page.locator("tr.table-list td[data-title=Channel]", has_text=channel).first
     cell.wait_for()
     cell.click()
     page.wait_for_url(f"**/transactions/{tx_id}")
+    # the bodies are highlighted after the rest is drawn: wait for their text too
     page.wait_for_function(
-        "() => document.querySelectorAll('.default-labels-box').length > 0"
-        " && document.querySelectorAll('td[data-title=Name]').length > 0"
+        """() => document.querySelectorAll('.default-labels-box').length > 0
+          && document.querySelectorAll('td[data-title=Name]').length > 0
+          && [...document.querySelectorAll('h4')]
+               .filter(h => h.textContent.trim().endsWith(' body'))
+               .every(h => h.parentElement.querySelector('.hljsFormat')
+                             .textContent.trim().length > 0)"""
     )
 
 
