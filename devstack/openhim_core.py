@@ -473,7 +473,8 @@ class OpenhimCore:
         return found
 
     def is_scheduled(self, channel_id: str) -> bool:
-        return self.mongo["agendaJobs"].count_documents({"name": f"polling-job-{channel_id}"}) > 0
+        jobs: int = self.mongo["agendaJobs"].count_documents({"name": f"polling-job-{channel_id}"})
+        return jobs > 0
 
     def fire_polling_channel(
         self, channel_id: str, *, settled: bool = True, timeout: float = SETTLE_SECONDS
@@ -497,7 +498,7 @@ class OpenhimCore:
         """Re-run a transaction as the console does (``POST /tasks``); returns the
         child transaction core made, once settled."""
         self.expect(201, "POST", "/tasks", json={"tids": [tx_id], "batchSize": 1})
-        wait_for(lambda: self.transaction(tx_id).get("childIDs"), timeout, "the rerun")
+        wait_for(lambda: bool(self.transaction(tx_id).get("childIDs")), timeout, "the rerun")
         child = self.transaction(tx_id)["childIDs"][-1]
         return self.await_transaction(lambda tx: tx["_id"] == child, timeout=timeout)
 
