@@ -65,17 +65,23 @@ def run_demo(keep: bool = False) -> int:
         _print_transaction("re-run from core's /tasks (must write nothing twice)", tx2)
         ok = tx.get("status") == "Successful" and tx2.get("status") == "Successful"
         if keep:
-            print(
-                "\nThe stack keeps running. Trigger a run through the manual channel:\n"
-                f"  curl -u {ADMIN_CLIENT}:{ADMIN_CLIENT_PASSWORD} "
-                f"'{stack.openhim.router_url}/cht-dhis2/push?period={last.tag}'\n"
-                "Ctrl-C to stop."
-            )
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            from .openhim_console import ConsoleServer
+
+            with ConsoleServer(stack.openhim) as console:
+                print(
+                    "\nThe stack keeps running. Trigger a run through the manual channel:\n"
+                    f"  curl -u {ADMIN_CLIENT}:{ADMIN_CLIENT_PASSWORD} "
+                    f"'{stack.openhim.router_url}/cht-dhis2/push?period={last.tag}'\n"
+                    f"OpenHIM console 1.18.2: {console.url} (self-signed; accept core's too at\n"
+                    f"  {stack.openhim.url}); log in as root@openhim.org / openhim-password,\n"
+                    "  and the console asks for a new password.\n"
+                    "Ctrl-C to stop."
+                )
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
         return 0 if ok else 1
     except Exception as exc:  # noqa: BLE001 - a demo says what failed, in one line
         print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)

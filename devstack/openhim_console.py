@@ -35,7 +35,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .browser import CHROMIUM, CHROMIUM_ARGS
+from .browser import chromium_page
 from .openhim_core import ROOT_DEFAULT_PASSWORD, ROOT_EMAIL, OpenhimCore
 from .vendor import ROOT, Release, ensure, npm
 
@@ -170,29 +170,11 @@ SCREENSHOT = ROOT / "docs" / "openhim-console.png"
 
 @contextmanager
 def console_page(width: int = WIDTH, height: int = HEIGHT) -> Iterator[Page]:
-    """Debian's Chromium (flags of ``devstack/browser.py``), accepting the self-signed
+    """Debian's headless Chromium (``devstack/browser.py``), accepting the self-signed
     certificates of the console and of core's API."""
-    from playwright.sync_api import sync_playwright
-
-    with (
-        tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile,
-        sync_playwright() as pw,
-    ):
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            chromium_sandbox=False,
-            args=CHROMIUM_ARGS,
-            viewport={"width": width, "height": height},
-            ignore_https_errors=True,
-        )
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(30_000)
-            yield page
-        finally:
-            context.close()
+    with chromium_page(width=width, height=height, ignore_https_errors=True) as page:
+        page.set_default_timeout(30_000)
+        yield page
 
 
 def login(page: Page, console: ConsoleServer, core: OpenhimCore, email: str = ROOT_EMAIL) -> None:

@@ -11,12 +11,8 @@ skips and says what to install.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-import pytest
-
-from devstack.browser import missing
 from devstack.openhim_console import (
     HEIGHT,
     WIDTH,
@@ -31,16 +27,6 @@ from mediator.periods import Month
 
 URN = "urn:mediator:cht-dhis2-aggregate"
 LAST = Month.previous_completed("UTC")
-
-
-@pytest.fixture
-def browser_ready() -> None:
-    problem = missing()
-    if problem is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI must run the browser test, but {problem}")
-    pytest.skip(problem)
 
 
 def test_monthly_transaction_as_the_console_shows_it(couch: Any, openhim: Any, browser_ready):

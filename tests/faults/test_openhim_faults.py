@@ -10,7 +10,7 @@ test says so.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -25,29 +25,11 @@ from devstack.stack import LocalStack
 from .helpers import PERIOD
 
 URN = "urn:mediator:cht-dhis2-aggregate"
-_dbs = itertools.count(1)
 
 
 @pytest.fixture
-def start(couch, openhim) -> Iterator:
-    stacks: list[LocalStack] = []
-
-    def make(**kw) -> LocalStack:
-        env = {"OPENHIM_HEARTBEAT_SECONDS": "0.3", **kw.pop("extra_env", {})}
-        stack = LocalStack(
-            months=[PERIOD],
-            couch=couch,
-            db=f"medic-openhim-faults-{next(_dbs)}",
-            extra_env=env,
-            openhim=openhim,
-            **kw,
-        )
-        stacks.append(stack)
-        return stack.start()
-
-    yield make
-    for stack in stacks:
-        stack.stop()
+def start(local_stacks):
+    return functools.partial(local_stacks, [PERIOD])
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ the OpenHIM console shows it. The mediator logs in to core as its own admin user
 
 from __future__ import annotations
 
-import itertools
+import functools
 import json
 import logging
 import subprocess
@@ -29,29 +29,11 @@ from mediator.periods import Month
 URN = "urn:mediator:cht-dhis2-aggregate"
 LAST = Month.previous_completed("UTC")
 PUSH_AUTH = ("openhim-route", "route-Pa55-e2e")
-_dbs = itertools.count(1)
 
 
 @pytest.fixture
-def stack_factory(couch, openhim):
-    stacks: list[LocalStack] = []
-
-    def make(**kw) -> LocalStack:
-        env = {"OPENHIM_HEARTBEAT_SECONDS": "0.3", **kw.pop("extra_env", {})}
-        stack = LocalStack(
-            months=[LAST.shift(-1).tag, LAST.tag],
-            couch=couch,
-            db=f"medic-openhim-{next(_dbs)}",
-            extra_env=env,
-            openhim=openhim,
-            **kw,
-        )
-        stacks.append(stack)
-        return stack.start()
-
-    yield make
-    for stack in stacks:
-        stack.stop()
+def stack_factory(local_stacks):
+    return functools.partial(local_stacks, [LAST.shift(-1).tag, LAST.tag])
 
 
 def polling_channel(stack: LocalStack) -> dict:
