@@ -26,9 +26,14 @@ BLOCKS = re.findall(r"```sh\n(.*?)```", GUIDE.read_text(), re.S)
 
 
 @pytest.fixture(scope="module")
-def stack(couch):
+def stack(couch, openhim_core):
     last = Month.previous_completed("UTC")
-    stack = LocalStack(months=[last.shift(-1).tag, last.tag], couch=couch, db="medic-guide")
+    if not openhim_core.running:
+        openhim_core.start()
+    openhim_core.reset()
+    stack = LocalStack(
+        months=[last.shift(-1).tag, last.tag], couch=couch, db="medic-guide", openhim=openhim_core
+    )
     stack.start()
     try:
         stack.wait_registered(URN)
@@ -46,6 +51,10 @@ def env(stack, tmp_path_factory):
         **os.environ,
         **stack.env,
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        # the real core, as the guide's curl commands reach it: its certificate given
+        # as --cacert would give it, under the name the certificate carries
+        "OPENHIM_URL": stack.openhim.url.replace("127.0.0.1", "localhost"),
+        "CURL_CA_BUNDLE": str(stack.openhim.certificate),
         "OPENHIM_USERNAME": OPENHIM_USER,
         "OPENHIM_PASSWORD": OPENHIM_PASSWORD,
         "OPENHIM_ROUTER": stack.openhim.router_url,
