@@ -300,7 +300,7 @@ def _screenshot_main(argv: list[str]) -> int:
         return 1
     out = Path(argv[0]) if argv else SCREENSHOT
     last = Month.previous_completed("UTC")
-    with LocalStack(months=[last.shift(-1).tag, last.tag]) as stack:
+    with LocalStack(months=[last.shift(-2).tag, last.shift(-1).tag, last.tag]) as stack:
         assert stack.openhim is not None
         stack.wait_registered("urn:mediator:cht-dhis2-aggregate")
         channels = stack.install_channels("urn:mediator:cht-dhis2-aggregate")

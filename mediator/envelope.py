@@ -4,54 +4,55 @@ Rules from core's transaction schema and router (openhim-core-js v8.5.0
 ``src/model/transactions.js`` and ``src/middleware/router.js``): every body is a string;
 every orchestration has a ``name`` and a ``request.timestamp``; timestamps carry a time
 zone; ``properties`` are flat strings with no ``.`` or ``$`` in keys (MongoDB field
-names). The console cuts each body at 15,000 characters and core caps one transaction's
-bodies at 15 MiB, storing the envelope twice (our orchestrations, then core's copy of
-the raw envelope), so each body is capped here and the whole envelope stays far below
-that.
+names).
+
+Size: core keeps the route's whole answer, this envelope, as the body of its own
+orchestration, and its API cuts every body at 15,000 characters for the console
+(``truncateTransactionDetails``, src/api/transactions.js, ``truncateSize``). So the
+whole envelope is kept under ``ENVELOPE_LIMIT`` characters, or core's copy of it stops
+being JSON the console can show: bodies give up detail first, then steps are merged,
+then grouped (``_fit``). The report's full detail is on the status page and in the
+command line's JSON.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from .models import Exchange, utcnow
+from .models import iso, utcnow
 from .report import Finding, RunReport
-from .secrets import Scrubber, mask_headers, mask_members, mask_query
+from .secrets import Scrubber
+from .steps import orchestrations
+from .summary import cut, data_set_label, problems, sentence
+
+__all__ = ["iso"]
 
 CONTENT_TYPE = "application/json+openhim"
-BODY_LIMIT = 15_000
-TOTAL_BODY_BUDGET = 5 * 1024 * 1024  # bytes of all bodies; core stores them twice, cap 15 MiB
-MAX_ORCHESTRATIONS = 200
-LIST_CAP = 50  # conflicts / rejected rows kept per data set in the response body
+BODY_LIMIT = 15_000  # what core's API keeps of one body for the console
+ENVELOPE_LIMIT = 14_500  # the whole envelope, serialized: under BODY_LIMIT with room
+PROPERTY_CHARS = 500
+RESULT_PROPERTIES = 24  # per (data set, period) status lines shown as properties
+LIST_CAP = 20  # rejected rows shown in the response body per data set and period
 
-# Inner response status per run status: Failed is 5xx so channel alerts on
-# 500/5xx fire; partial success is 207, 2xx for clients but alertable on its own.
+# Inner response status per run status: Failed is 5xx so channel alerts on 500/5xx
+# fire; partial success is 207, 2xx for clients but alertable on its own. A dry run
+# that stored nothing is "Completed": told apart from a real Successful run in the
+# console's list, where only the status shows.
 INNER_STATUS: dict[str, int] = {
     "Successful": 200,
+    "Completed": 200,
     "Completed with error(s)": 207,
     "Failed": 500,
 }
 
 
-def iso(moment: datetime | None = None) -> str:
-    """ISO 8601 with a time zone: core's JS ``Date`` reads a bare time as local time."""
-    moment = moment or utcnow()
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="milliseconds")
-
-
 def truncate(text: str, limit: int = BODY_LIMIT) -> str:
-    """Cut ``text`` to ``limit`` characters in all, saying how much was dropped."""
-    if len(text) <= limit:
-        return text
-    marker = f"\n[truncated by mediator: {limit} of {len(text)} characters kept]"
-    return text[: max(0, limit - len(marker))] + marker
+    """Cut ``text`` to ``limit`` characters in all, at a word, saying so."""
+    return cut(text, limit, "[cut by the mediator]")
 
 
 def scrub_report(report: RunReport, scrub: Scrubber) -> RunReport:
@@ -96,44 +97,70 @@ def _key(text: str) -> str:
     return text.replace(".", "_").replace("$", "_")
 
 
-def properties(report: RunReport) -> dict[str, str]:
-    """Flat strings an operator scans in the console's Properties box."""
+def envelope_status(report: RunReport) -> str:
+    """The run's status, but "Completed" for a dry run that would have succeeded."""
+    return "Completed" if report.dry_run and report.status == "Successful" else report.status
+
+
+def properties(report: RunReport, *, results: int = RESULT_PROPERTIES) -> dict[str, str]:
+    """Flat strings an operator scans in the console's Properties box: the summary, the
+    counts, each problem once with its periods and its fix, never cut mid-word."""
     totals = report.totals()
-    skipped: dict[str, Counter[str]] = {}  # data set -> reason -> docs, all periods
-    counted: Counter[str] = Counter()
-    for result in report.results:
-        counted[result.data_set] += result.docs_counted
-        skipped.setdefault(result.data_set, Counter()).update(result.skipped)
+    results_of = report.results
+    names = {r.data_set: data_set_label(r) for r in results_of}
     props: dict[str, str] = {
-        "run id": report.run_id,
-        "status": report.status,
+        "summary": cut(sentence(report), PROPERTY_CHARS, "(see the response body)"),
+        "status": envelope_status(report),
+        "dry run": "yes: DHIS2 checked the values and stored nothing" if report.dry_run else "no",
         "trigger": report.trigger,
-        "period": ", ".join(report.periods) or "-",
-        "data sets": ", ".join(report.data_sets) or "-",
+        "run id": report.run_id,
+        "periods": ", ".join(report.periods) or "none",
+        "data sets": ", ".join(names.get(ds, ds) for ds in report.data_sets) or "none",
         "org unit filter": report.org_unit or "all",
-        "dry run": "true" if report.dry_run else "false",
         "imported": str(totals.imported),
         "updated": str(totals.updated),
-        "ignored": str(totals.ignored),
         "deleted": str(totals.deleted),
-        "conflicts": str(sum(len(r.conflicts) for r in report.results)),
-        "rejected rows": str(sum(len(r.rejected) for r in report.results)),
-        "values sent": str(sum(r.values_sent for r in report.results)),
-        "values unchanged": str(sum(r.values_unchanged for r in report.results)),
-        "org units": str(len({c.orgUnit for r in report.results for c in r.coverage})),
+        "ignored": str(totals.ignored),
+        "values sent": str(sum(r.values_sent for r in results_of)),
+        "values already right": str(sum(r.values_unchanged + r.values_zero for r in results_of)),
+        "rejected rows": str(sum(len(r.rejected) for r in results_of)),
+        "conflicts": str(sum(len(r.conflicts) for r in results_of)),
         "target docs read": str(sum(c.target_docs for c in report.cht)),
     }
+    unconfirmed = sum(len(r.unconfirmed) for r in results_of)
+    if unconfirmed:
+        props["rows not confirmed"] = str(unconfirmed)
+    props.update(_coverage_properties(report))
+    props.update(_result_properties(report, results))
+    said: dict[str, list[str]] = {}
+    for problem in problems(report.diagnoses):
+        said.setdefault(_key(f"problem: {problem.title}"), []).append(problem.text())
+    for key, texts in said.items():  # one property per title, each problem in it once
+        props[key] = cut(
+            " Also: ".join(texts), PROPERTY_CHARS, "(the whole text is in the response body)"
+        )
+    errors = [f.message for f in report.findings if f.level == "error"]
+    errors += [
+        f"{r.data_set} {r.period}: {r.error}" for r in results_of if r.status == "error" and r.error
+    ]
+    if errors:
+        props["error"] = cut(errors[0], PROPERTY_CHARS)
+    return props
+
+
+def _coverage_properties(report: RunReport) -> dict[str, str]:
+    props: dict[str, str] = {}
     by_period: dict[str, tuple[int, int]] = {}  # the same users feed every data set
     for result in report.results:
         if result.users_expected > by_period.get(result.period, (0, 0))[0]:
             by_period[result.period] = (result.users_expected, result.users_synced)
     if by_period:
-        props["users synced"] = truncate(
-            ", ".join(
+        props["CHWs synced"] = cut(
+            "; ".join(
                 f"{period}: {synced} of {expected} ({100 * synced / expected:.0f}%)"
                 for period, (expected, synced) in by_period.items()
             ),
-            500,
+            PROPERTY_CHARS,
         )
     others = max((r.users_not_expected for r in report.results), default=0)
     if others:
@@ -143,245 +170,123 @@ def properties(report: RunReport) -> dict[str, str]:
         )
     held = sorted({ou for r in report.results for ou in r.held_org_units})
     if held:
-        props["org units held"] = truncate(f"{len(held)}: {', '.join(held)}", 500)
-    intervals = {f"{r.period}: {r.cht_interval}" for r in report.results if r.cht_interval}
+        props["org units held"] = cut(f"{len(held)}: {', '.join(held)}", PROPERTY_CHARS)
+    intervals = sorted({f"{r.period}: {r.cht_interval}" for r in report.results if r.cht_interval})
     if intervals:
-        props["CHT intervals"] = truncate(", ".join(sorted(intervals)), 500)
-    # the same doc is skipped once per data set: totals are per data set, never summed
-    if len(skipped) <= 1:
-        reasons = next(iter(skipped.values()), Counter())
-        props["docs skipped"] = str(sum(reasons.values()))
-        for reason, count in sorted(reasons.items()):
-            props[_key(f"skipped {reason}")] = str(count)
-    else:
-        props["docs skipped"] = ", ".join(f"{ds}: {sum(c.values())}" for ds, c in skipped.items())
-        for data_set, reasons in skipped.items():
-            for reason, count in sorted(reasons.items()):
-                props[_key(f"skipped {data_set} {reason}")] = str(count)
-    counted = Counter({ds: n for ds, n in counted.items() if n})
-    if counted:
-        props["docs counted"] = ", ".join(f"{ds}: {n}" for ds, n in counted.items())
-    several_periods = len({r.period for r in report.results}) > 1
-    for result in report.results:
-        label = f"data set {result.data_set}" + (f" {result.period}" if several_periods else "")
-        state = result.status + (f": {result.error}" if result.error else "")
-        props[_key(label)] = truncate(state, 500)
-    # one line per kind of problem, with a count, the cause and the fix
-    kinds: dict[str, list[str]] = {}
-    for diagnosis in report.diagnoses:
-        label = _key(f"problem: {diagnosis.title}")
-        kinds.setdefault(label, []).append(
-            f"{diagnosis.count} × {diagnosis.cause} Fix: {diagnosis.fix}"
-        )
-    for label, lines in kinds.items():
-        props[label] = truncate(" | ".join(dict.fromkeys(lines)), 500)
-    errors = [f.message for f in report.findings if f.level == "error"]
-    errors += [f"CHT {c.period}: {c.error}" for c in report.cht if c.error]
-    errors += [
-        f"{r.data_set} {r.period}: {r.error}"
-        for r in report.results
-        if r.status == "error" and r.error
-    ]
-    if errors:
-        props["error"] = truncate(errors[0], 500)
+        props["CHT intervals"] = cut(", ".join(intervals), PROPERTY_CHARS)
+    skipped: Counter[str] = Counter()
+    for result in report.results:  # the same doc is skipped once per data set: the most
+        for reason, count in result.skipped.items():
+            skipped[reason] = max(skipped[reason], count)
+    props["docs skipped"] = str(sum(skipped.values()))
+    for reason, count in sorted(skipped.items()):
+        props[_key(f"skipped {reason}")] = str(count)
     return props
 
 
-def report_body(report: RunReport, limit: int = BODY_LIMIT) -> str:
-    """The run report as JSON text, always valid JSON within ``limit`` characters.
-
-    What is too long for the console is shortened step by step: long lists are cut,
-    then the per-org-unit coverage tables give way (GET /coverage serves them), then
-    the rows; the counts, statuses and diagnoses stay.
-    """
-    data: dict[str, Any] = {"status": report.status, **report.model_dump(mode="json")}
-    data["totals"] = report.totals().model_dump()
-    text = json.dumps(data, ensure_ascii=False)
-    if len(text) <= limit:
-        return text
-    results = data.get("results", [])
-    for result in results:
-        for name in ("conflicts", "rejected", "preflight", "coverage"):
-            _cap(result, name, LIST_CAP)
-        for row in result.get("coverage", []):
-            _cap(row, "missing", 10)
-            _cap(row, "places", 3)
-    for item in data.get("findings", []) + data.get("diagnoses", []):
-        _cap(item, "ids", LIST_CAP)
-    steps: list[Callable[[dict[str, Any]], None]] = [_drop_coverage, _cap_rows, _drop_rows]
-    for step in steps:
-        text = json.dumps(data, ensure_ascii=False)
-        if len(text) <= limit:
-            return text
-        for result in results:
-            step(result)
-    text = json.dumps(data, ensure_ascii=False)
-    if len(text) <= limit:
-        return text
-    summary = {
-        "status": report.status,
-        "run_id": report.run_id,
-        "periods": report.periods,
-        "totals": data["totals"],
-        "results": [
-            {k: r.get(k) for k in ("data_set", "period", "status", "error", "counts")}
-            for r in results
-        ],
-        "note": "the full report was too long for the console; see the orchestrations",
-    }
-    return truncate(json.dumps(summary, ensure_ascii=False), limit)
-
-
-def _drop_coverage(result: dict[str, Any]) -> None:
-    _drop(result, "coverage", "GET /coverage?period=<period> serves the table")
-
-
-def _cap_rows(result: dict[str, Any]) -> None:
-    _cap(result, "rejected", 10)
-    _cap(result, "conflicts", 10)
-
-
-def _drop_rows(result: dict[str, Any]) -> None:
-    for name in ("rejected", "conflicts"):
-        _drop(result, name, "see the DHIS2 orchestrations of this transaction")
-    _drop(result, "preflight", "see the diagnoses")
-
-
-def _cap(item: dict[str, Any], name: str, cap: int) -> None:
-    values = item.get(name)
-    if isinstance(values, list) and len(values) > cap:
-        item[name] = values[:cap]
-        item[f"{name}_omitted"] = len(values) - cap + item.get(f"{name}_omitted", 0)
-
-
-def _drop(item: dict[str, Any], name: str, where: str) -> None:
-    values = item.pop(name, None)
-    if values:
-        item[f"{name}_omitted"] = len(values) + item.get(f"{name}_omitted", 0)
-        item[f"{name}_note"] = where
-
-
-def _request(ex: Exchange) -> dict[str, Any]:
-    parts = urlsplit(ex.url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return {
-        "host": parts.hostname or "",
-        "port": str(port),
-        "path": ex.path or parts.path,
-        "querystring": mask_query(ex.querystring or parts.query),
-        "method": ex.method.upper(),
-        "headers": mask_headers(ex.request_headers),
-        "body": truncate(mask_members(ex.request_body)),
-        "timestamp": iso(ex.started),
-    }
-
-
-def _response_body(ex: Exchange, scrub: Scrubber) -> str:
-    """A peer's error body is free text from outside: scrubbed. Any other body is
-    data (an import summary, target docs): only members named like a credential
-    are masked."""
-    body = mask_members(ex.response_body)
-    return scrub.text(body) if ex.status is None or ex.status >= 400 else body
-
-
-def _orchestration(ex: Exchange, scrub: Scrubber) -> dict[str, Any]:
-    orch: dict[str, Any] = {
-        "name": ex.name or f"{ex.method} {ex.path}",
-        "request": _request(ex),
-    }
-    if ex.status is not None:
-        orch["response"] = {
-            "status": ex.status,
-            "headers": mask_headers(ex.response_headers),
-            "body": truncate(_response_body(ex, scrub)),
-            "timestamp": iso(ex.finished or ex.started),
-        }
-    if ex.error:
-        orch["error"] = {"message": truncate(scrub.text(ex.error), 2000), "stack": ""}
-    return orch
-
-
-def _is_cht(ex: Exchange, cht_url: str | None) -> bool:
-    if cht_url and ex.url.startswith(cht_url.rstrip("/")):
-        return True
-    return ex.name.lower().startswith("cht")
-
-
-def _cht_summary(exchanges: list[Exchange], report: RunReport, scrub: Scrubber) -> dict[str, Any]:
-    """One orchestration for all CHT reads: a national run makes thousands."""
-    first, last = exchanges[0], exchanges[-1]
-    statuses = Counter(str(ex.status) if ex.status is not None else "no answer" for ex in exchanges)
-    paths = Counter(ex.path for ex in exchanges)
-    failed = [ex for ex in exchanges if ex.error or (ex.status or 0) >= 400]
-    summary = {
-        "requests": len(exchanges),
-        "statuses": dict(statuses),
-        "paths": dict(paths.most_common(20)),
-        "reads": [
-            {**read.model_dump(mode="json"), "error": scrub.optional(read.error)}
-            for read in report.cht
-        ],
-        "first_errors": [
-            {"path": ex.path, "status": ex.status, "error": scrub.optional(ex.error)}
-            for ex in failed[:5]
-        ],
-    }
-    worst = max((ex.status or 0 for ex in exchanges), default=200)
-    orch = {
-        "name": f"CHT reads ({len(exchanges)} requests)",
-        "request": {**_request(first), "body": ""},
-        "response": {
-            "status": worst if worst else 502,
-            "headers": {"content-type": "application/json"},
-            "body": truncate(json.dumps(summary, ensure_ascii=False)),
-            "timestamp": iso(last.finished or last.started),
-        },
-    }
-    if failed and failed[0].error:
-        orch["error"] = {"message": truncate(scrub.text(failed[0].error or ""), 2000), "stack": ""}
-    return orch
-
-
-def orchestrations(
-    report: RunReport, scrub: Scrubber, cht_url: str | None = None
-) -> list[dict[str, Any]]:
-    """CHT reads summarised; every other request (DHIS2) with its bodies, in order."""
-    cht = [ex for ex in report.exchanges if _is_cht(ex, cht_url)]
-    others = [ex for ex in report.exchanges if not _is_cht(ex, cht_url)]
-    result: list[dict[str, Any]] = [_cht_summary(cht, report, scrub)] if cht else []
-    keep = others[:MAX_ORCHESTRATIONS]
-    result.extend(_orchestration(ex, scrub) for ex in keep)
-    rest = others[MAX_ORCHESTRATIONS:]
-    if rest:
-        statuses = Counter(str(ex.status) for ex in rest)
-        result.append(
-            {
-                "name": f"{len(rest)} more requests (bodies not kept)",
-                "request": {**_request(rest[0]), "body": ""},
-                "response": {
-                    "status": max((ex.status or 0 for ex in rest), default=0) or 502,
-                    "headers": {},
-                    "body": json.dumps({"statuses": dict(statuses)}),
-                    "timestamp": iso(rest[-1].finished or rest[-1].started),
-                },
-            }
+def _result_properties(report: RunReport, limit: int) -> dict[str, str]:
+    """One line per (data set, period): its status and its counts in words."""
+    props: dict[str, str] = {}
+    for result in report.results[:limit]:
+        c = result.counts
+        if result.status == "error":
+            state = f"not pushed: {result.error}" if result.error else "error"
+        else:
+            state = (
+                f"{result.status}: {c.imported} imported, {c.updated} updated, {c.deleted} "
+                f"deleted, {result.values_unchanged + result.values_zero} already right, "
+                f"{len(result.rejected)} rejected"
+            )
+        props[_key(f"{result.data_set} {result.period}")] = cut(state, 300)
+    if len(report.results) > limit:
+        props["more data sets and periods"] = (
+            f"{len(report.results) - limit} more: see the response body"
         )
-    _enforce_budget(result)
-    return result
+    return props
 
 
-def _enforce_budget(orchs: list[dict[str, Any]], budget: int = TOTAL_BODY_BUDGET) -> None:
-    used = 0
-    for orch in orchs:
-        for part in ("request", "response"):
-            section = orch.get(part)
-            if not section or not section.get("body"):
-                continue
-            size = len(section["body"].encode("utf-8"))
-            if used + size > budget:
-                section["body"] = "[omitted by mediator: envelope body budget reached]"
-            else:
-                used += size
+def report_body(report: RunReport, limit: int = BODY_LIMIT, *, detail: int = 2) -> str:
+    """The response body: the summary in words first, then what each (data set, period)
+    did, the problems with their fixes, and the rejected rows. ``detail`` 2 keeps the
+    preflight findings and up to ``LIST_CAP`` rejected rows per result, 1 five rows and
+    no findings (the problems say them), 0 the counts only. Valid JSON, within
+    ``limit`` characters (fewer details until it is)."""
+    names = {r.data_set: r.data_set_name for r in report.results if r.data_set_name}
+    body: dict[str, Any] = {
+        "summary": sentence(report),
+        "status": envelope_status(report),
+        "dry_run": report.dry_run,
+        "run_id": report.run_id,
+        "trigger": report.trigger,
+        "periods": report.periods,
+        "data_sets": [{"id": ds, "name": names.get(ds)} for ds in report.data_sets],
+        "totals": report.totals().model_dump(),
+        "results": [_result_entry(r, detail) for r in report.results],
+        "problems": [p.model_dump() for p in problems(report.diagnoses)],
+        "findings": [f.model_dump() for f in report.findings],
+        "cht": [c.model_dump(mode="json") for c in report.cht],
+        "started": iso(report.started),
+        "finished": iso(report.finished) if report.finished else None,
+    }
+    text = _json(body)
+    if len(text) <= limit:
+        return text
+    if detail > 0:
+        return report_body(report, limit, detail=detail - 1)
+    return _shortest(report, body, limit)
+
+
+def _result_entry(result: Any, detail: int) -> dict[str, Any]:
+    """One (data set, period): what DHIS2 did, in counts; what went wrong, when it did."""
+    entry: dict[str, Any] = {
+        "data_set": result.data_set,
+        "period": result.period,
+        "status": result.status,
+        "counts": result.counts.model_dump(),
+        "values_sent": result.values_sent,
+        "values_unchanged": result.values_unchanged,
+        "values_zero": result.values_zero,
+        "delivered": result.delivered,
+        "rejected_count": len(result.rejected),
+        "users_expected": result.users_expected,
+        "users_synced": result.users_synced,
+        "cht_interval": result.cht_interval,
+    }
+    rows = {2: LIST_CAP, 1: 5}.get(detail, 0)
+    optional = {
+        "error": result.error,
+        "not_confirmed": len(result.unconfirmed),
+        "preflight": [f.model_dump() for f in result.preflight] if detail >= 2 else [],
+        "rejected": [r.model_dump(exclude_none=True) for r in result.rejected[:rows]],
+    }
+    entry.update({k: v for k, v in optional.items() if v})
+    return entry
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _shortest(report: RunReport, body: dict[str, Any], limit: int) -> str:
+    """Still too long (a window of many periods): one line of counts per result."""
+    body["results"] = [
+        f"{e['data_set']} {e['period']}: {e['status']}, "
+        + ", ".join(f"{n} {k}" for k, n in e["counts"].items())
+        + f", {e['rejected_count']} rejected"
+        + (f" ({cut(e['error'], 80)})" if e.get("error") else "")
+        for e in body["results"]
+    ]
+    body.pop("findings", None)
+    body.pop("cht", None)
+    for problem in body["problems"]:
+        problem["cause"] = cut(problem["cause"], 300)
+        problem["fix"] = cut(problem["fix"], 300)
+    body["note"] = "shortened to fit the console: the status page shows every detail"
+    text = _json(body)
+    if len(text) <= limit:
+        return text
+    keep = ("summary", "status", "dry_run", "run_id", "periods", "totals", "note")
+    return _json({k: body[k] for k in keep})
 
 
 def _response(status: int, body: str, now: datetime) -> dict[str, Any]:
@@ -393,29 +298,94 @@ def _response(status: int, body: str, now: datetime) -> dict[str, Any]:
     }
 
 
+def _size(envelope: Mapping[str, Any]) -> int:
+    return len(json.dumps(envelope, ensure_ascii=False))
+
+
+def _grouped(orchs: list[dict[str, Any]], keep: int, which: str = "") -> list[dict[str, Any]]:
+    """The first ``keep`` steps, then one that names how many more there were."""
+    if len(orchs) <= keep:
+        return orchs
+    rest = orchs[keep:]
+    statuses = Counter(str(o.get("response", {}).get("status")) for o in rest)
+    last = rest[-1]
+    words = f" {which}" if which else ""
+    summary = {
+        "name": f"{len(rest)} more steps{words} (their counts are in the response body)",
+        "request": {**rest[0]["request"], "body": ""},
+        "response": {
+            "status": max(int(o.get("response", {}).get("status") or 502) for o in rest),
+            "headers": {},
+            "body": _json({"statuses": dict(statuses)}),
+            "timestamp": last.get("response", {}).get("timestamp", last["request"]["timestamp"]),
+        },
+    }
+    return [*orchs[:keep], summary]
+
+
+def _fit(
+    envelope: dict[str, Any], report: RunReport, scrub: Scrubber, extra: Mapping[str, str]
+) -> dict[str, Any]:
+    """Give up detail until the whole envelope is under ``ENVELOPE_LIMIT``: the steps'
+    chunk lists, the rejected rows in the body, most per-result properties, then the
+    steps past the first few (grouped into one), then the body's per-result detail."""
+
+    def fits() -> bool:
+        return _size(envelope) <= ENVELOPE_LIMIT
+
+    if not fits():
+        envelope["orchestrations"] = orchestrations(report, scrub, detail=False)
+    if not fits():
+        envelope["properties"] = {**properties(report, results=6), **extra}
+    if not fits():
+        envelope["response"]["body"] = report_body(report, detail=1)
+    if not fits():  # the steps of pairs that went through cleanly, as one
+        clean = {
+            f"{data_set_label(r)} {r.period}: " for r in report.results if r.status == "success"
+        }
+        steps = envelope["orchestrations"]
+        quiet = [o for o in steps if any(o["name"].startswith(p) for p in clean)]
+        loud = [o for o in steps if o not in quiet]
+        envelope["orchestrations"] = loud + _grouped(quiet, 0, "that went through cleanly")
+    if not fits():
+        envelope["response"]["body"] = report_body(report, detail=0)
+    steps = envelope["orchestrations"]
+    for keep in (24, 12, 6, 2):
+        if fits():
+            break
+        envelope["orchestrations"] = _grouped(steps, keep)
+    if not fits():
+        envelope["response"]["body"] = ""
+        room = ENVELOPE_LIMIT - _size(envelope)  # a body is a string in the envelope:
+        body = report_body(report, limit=int(room * 0.8), detail=0)  # quotes escape
+        envelope["response"]["body"] = body
+    return envelope
+
+
 def run_envelope(
     report: RunReport,
     *,
     urn: str,
     secrets: Iterable[str] = (),
-    cht_url: str | None = None,
     extra_properties: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    cht_url: str | None = None,  # kept for callers; CHT requests are known by their peer
 ) -> dict[str, Any]:
-    """The envelope for a finished run. Only free text is scrubbed (``scrub_report``,
-    and the orchestrations' error bodies): the report's ids and numbers are shown as
-    they are."""
+    """The envelope for a finished run, under ``ENVELOPE_LIMIT`` characters. Only free
+    text is scrubbed (``scrub_report``, and the steps' error texts): the report's ids and
+    numbers are shown as they are."""
     scrub = Scrubber(secrets)
     now = now or report.finished or utcnow()
-    status = report.status
-    shown = scrub_report(report, scrub)
+    status = envelope_status(report)
+    shown = scrub_report(report, scrub).model_copy(update={"exchanges": report.exchanges})
     envelope: dict[str, Any] = {
         "x-mediator-urn": urn,
         "status": status,
         "response": _response(INNER_STATUS[status], report_body(shown), now),
-        "orchestrations": orchestrations(report, scrub, cht_url),
+        "orchestrations": orchestrations(shown, scrub),
         "properties": {**properties(shown), **(extra_properties or {})},
     }
+    _fit(envelope, shown, scrub, extra_properties or {})
     if status == "Failed":
         # `error` makes core queue the transaction for auto-retry when the channel
         # enables it; runs are idempotent per period (DHIS2 upserts), so that is safe.

@@ -27,6 +27,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(moment: datetime | None = None) -> str:
+    """ISO 8601 with a time zone: core's JS ``Date`` reads a bare time as local time."""
+    moment = moment or utcnow()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat(timespec="milliseconds")
+
+
 class DataValue(BaseModel):
     """One value as CHT's export shapes it: ``orgUnit`` per value, a JSON number."""
 
@@ -68,6 +76,8 @@ class Exchange(BaseModel):
     method: str
     url: str
     peer: str = ""  # CHT | DHIS2 | OpenHIM
+    data_set: str | None = None  # the (data set, period) a request was made for, if one
+    period: str | None = None
     path: str
     querystring: str = ""
     request_headers: dict[str, str] = Field(default_factory=dict)

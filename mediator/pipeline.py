@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 
 from .cht_read import ChtSide
@@ -115,7 +116,11 @@ def _push_all(cht: ChtSide, dhis2: Dhis2Client, report: RunReport, locks: RunLoc
                 if stopped is not None:
                     results[id(job)] = _not_attempted(job, report.dry_run, stopped)
                 else:
-                    results[id(job)] = _isolated(dhis2, job, report.dry_run, config)
+                    token = _JOB.set((job.data_set, job.period.iso))
+                    try:
+                        results[id(job)] = _isolated(dhis2, job, report.dry_run, config)
+                    finally:
+                        _JOB.reset(token)
                     stopped = dhis2.stopped
                 job.release()  # pushed: let the aggregation go before the next group
     report.results = [results[id(job)] for job in cht.jobs]
@@ -169,8 +174,16 @@ def _check_ids(request: RunRequest) -> None:
         )
 
 
+# the (data set, period) a request is made for: tags each recorded exchange, so that the
+# OpenHIM transaction can show steps per (data set, period) instead of raw requests
+_JOB: ContextVar[tuple[str, str] | None] = ContextVar("job", default=None)
+
+
 def _recorder(report: RunReport) -> Recorder:
     def record(exchange: Exchange) -> None:
+        job = _JOB.get()
+        if job is not None:
+            exchange.data_set, exchange.period = job
         # the OpenHIM envelope keeps the bodies of the first requests only; a national
         # run makes hundreds, so later bodies are not held in memory either
         if len(report.exchanges) >= EXCHANGE_BODIES_KEPT:
@@ -291,6 +304,7 @@ def push(
         result.dhis2_version = dhis2.system_info().version
         pre = preflight(dhis2, data_set, period, rows)  # 3.
         result.preflight, result.rejected = list(pre.findings), list(pre.rejected)
+        result.data_set_name = pre.name
         if pre.blocked:
             result.status = "error"
             result.error = pre.blocking[0].message
@@ -656,6 +670,7 @@ def _add_part(total: DataSetResult, part: DataSetResult) -> DataSetResult:
     total.rejected += part.rejected
     total.unconfirmed += part.unconfirmed
     total.dhis2_version = total.dhis2_version or part.dhis2_version
+    total.data_set_name = total.data_set_name or part.data_set_name
     if part.error and not total.error:
         total.error, total.error_status = part.error, part.error_status
         total.error_kind = part.error_kind

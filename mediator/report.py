@@ -105,6 +105,7 @@ class OrgUnitCoverage(BaseModel):
 class DataSetResult(BaseModel):
     data_set: str
     period: str
+    data_set_name: str | None = None  # as DHIS2 names it (its metadata), when it answered
     status: DataSetStatus = "success"
     dry_run: bool = False
     dhis2_version: str | None = None

@@ -54,3 +54,28 @@ def test_monthly_transaction_as_the_console_shows_it(couch: Any, openhim: Any, b
     # the response body shown (pretty-printed by the console) is the report core stored
     assert json.loads(seen["responseBody"]) == json.loads(tx["response"]["body"])
     assert seen["orchestrationTable"] is not None and seen["orchestrationTable"]["width"] > 0
+    # --- what ops need at a glance (issue 14) ---
+    table = seen["orchestrationTable"]
+    # the whole orchestration table fits the window: Status and Response Time in view
+    assert table["right"] <= WIDTH, table
+    assert table["statusHeaderVisible"] and table["responseTimeHeaderVisible"]
+    # steps, not raw requests: each after CHT's and DHIS2's own names a data set (its
+    # name and id) and a period, and there are at most two per (data set, period)
+    steps = seen["orchestrations"][:-1]  # the last one is core's own record of the route
+    assert steps[0].startswith("CHT: read ") and steps[1].startswith("DHIS2 ")
+    pairs = {(ds, pe) for ds in ("VMuFODsyWaO", "QX4ZTUbOt3a") for pe in tx_periods(tx)}
+    for name in steps[2:]:
+        assert any(f"({ds}) {pe}: " in name for ds, pe in pairs), name
+    assert len(steps) <= 2 + 2 * len(pairs)
+    # the body opens with what DHIS2 received, in words
+    assert seen["responseBody"].lstrip("{ \n").startswith('"summary": "Pushed 3 periods')
+    # the counts are in the properties, and each problem is said once, whole
+    assert seen["properties"]["summary"].startswith("Pushed 3 periods")
+    problems = [v for k, v in seen["properties"].items() if k.startswith("problem:")]
+    assert problems and all(" × " not in p for p in problems)
+    # core's own copy of the envelope (its last orchestration) is still JSON
+    json.loads(tx["orchestrations"][-1]["response"]["body"])
+
+
+def tx_periods(tx: dict[str, Any]) -> list[str]:
+    return tx["properties"]["periods"].split(", ")

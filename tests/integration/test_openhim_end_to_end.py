@@ -111,18 +111,29 @@ def test_clean_import_is_successful_with_orchestrations_and_properties(stack_fac
     assert "x-openhim-lastrunat" in {k.lower() for k in tx["request"]["headers"]}
     props = tx["properties"]
     # no period given: the latest completed month and the two before it (late syncs)
-    assert props["period"] == ", ".join(LAST.shift(-k).dhis2 for k in (2, 1, 0))
+    periods = [LAST.shift(-k).dhis2 for k in (2, 1, 0)]
+    assert props["periods"] == ", ".join(periods)
     assert int(props["imported"]) == len(held(stack)) > 0
     assert props["conflicts"] == "0"
+    assert props["summary"].startswith("Pushed 3 periods")
     assert all(isinstance(v, str) for v in props.values())
     names = [o["name"] for o in tx["orchestrations"]]
-    assert any(n.startswith("DHIS2 dataValueSets POST") for n in names)
-    assert any(n.startswith("CHT") for n in names)
-    # core stores the mediator's orchestrations, then its own for the primary route
+    assert names[0].startswith("CHT: read ")
+    # steps, each named with its data set (name and id) and period, not raw requests
+    for ds, label in ((dep.DS_MONTHLY, "MoH Monthly Integration"), (dep.DS_CHW, "CHW activity")):
+        for period in periods:
+            read = f"{label} ({ds}) {period}: read what DHIS2 holds (5 org units)"
+            assert any(n.startswith(read) for n in names)
+            pushed = any(n.startswith(f"{label} ({ds}) {period}: push ") for n in names)
+            assert pushed or f"{read}, nothing to push" in " ".join(names)
+    # core stores the mediator's orchestrations, then its own for the primary route, whose
+    # body is the whole envelope: it stays JSON under the 15,000 characters the API keeps
     assert names[-1] == "CHT to DHIS2 mediator"
-    post = next(o for o in tx["orchestrations"] if o["name"].startswith("DHIS2 dataValueSets POST"))
-    summary = json.loads(post["response"]["body"])
-    assert summary["response"]["importCount"]["imported"] > 0  # DHIS2's own import summary
+    json.loads(tx["orchestrations"][-1]["response"]["body"])
+    push = next(o for o in tx["orchestrations"] if ": push " in o["name"])
+    chunks = json.loads(push["response"]["body"])["chunks"]
+    assert chunks and chunks[0]["imported"] > 0  # DHIS2's own import counts
+    assert all(o["request"]["querystring"] == "" for o in tx["orchestrations"][:-1])
     report = json.loads(tx["response"]["body"])
     assert {r["data_set"] for r in report["results"]} == {dep.DS_MONTHLY, dep.DS_CHW}
     # a rerun from the console (POST /tasks) is a child transaction writing nothing twice
@@ -130,7 +141,7 @@ def test_clean_import_is_successful_with_orchestrations_and_properties(stack_fac
     assert again["parentID"] == tx["_id"]
     assert again["status"] == "Successful"
     assert again["properties"]["values sent"] == "0"
-    assert again["properties"]["period"] == props["period"]  # the same months redone
+    assert again["properties"]["periods"] == props["periods"]  # the same months redone
     assert stack.openhim.transaction(tx["_id"])["wasRerun"] is True
 
 
@@ -165,9 +176,10 @@ def test_import_with_conflicts_is_completed_with_errors_row_by_row(stack_factory
     }
     # the good rows still reached DHIS2
     assert held(stack)
-    # and ops read the cause and the fix in the properties
+    # and ops read the cause and the fix in the properties, once, with its period
     problem = tx["properties"]["problem: Org unit unknown to DHIS2"]
-    assert problem.startswith("1 × ") and "Zz9Unknown1" in problem and "chu-ghost" in problem
+    assert problem.startswith(f"{LAST.dhis2}: ") and problem.count("Zz9Unknown1") == 1
+    assert "chu-ghost" in problem and "What to do: " in problem
 
 
 def test_dhis2_down_is_failed_and_says_why(stack_factory):
@@ -193,7 +205,8 @@ def test_console_config_change_applies_to_the_next_run(stack_factory):
     wait_for(lambda: stack.openhim.mediator(URN)["_lastHeartbeat"] > changed, 20, "heartbeat")
     wait_for(lambda: health(stack)["openhim"]["console_config_received"], 10, "config")
     tx = stack.openhim.fire_polling_channel(channel["_id"])
-    assert tx["properties"]["dry run"] == "true"
+    assert tx["properties"]["dry run"].startswith("yes")
+    assert tx["status"] == "Completed"  # told apart from a real run in the console's list
     assert held(stack) == {}  # a dry run stores nothing
 
 
@@ -232,7 +245,7 @@ def test_manual_channel_through_cores_router_with_the_routes_credentials(stack_f
     tx = stack.openhim.await_transaction(lambda t: True, manual["_id"])
     assert tx["status"] == "Successful"
     assert tx["clientID"] and tx["request"]["querystring"] == f"period={LAST.tag}"
-    assert tx["properties"]["period"] == LAST.dhis2
+    assert tx["properties"]["periods"] == LAST.dhis2
 
 
 def run_async_held(stack_factory, proxy: FaultProxy) -> tuple[dict, dict]:
@@ -264,7 +277,7 @@ def test_async_mode_answers_processing_then_updates_the_transaction(stack_factor
     # then the mediator's PUT /transactions/:id replaced it with the run's outcome
     assert final["status"] == "Successful"
     assert final["response"]["status"] == 200
-    assert any(o["name"].startswith("DHIS2 dataValueSets POST") for o in final["orchestrations"])
+    assert any(": push " in o["name"] for o in final["orchestrations"])
 
 
 def test_async_run_id_is_the_same_in_the_answer_and_the_update(stack_factory, dhis2_proxy):

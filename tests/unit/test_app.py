@@ -160,13 +160,13 @@ def test_get_runs_the_asked_month_and_answers_the_envelope(
     response = client.get(f"/push?period=2024-01&dataSet={DS}&orgUnit={OU}&dryRun=true")
     data = envelope(response)
     assert response.status_code == 200
-    assert data["status"] == "Successful"
+    assert data["status"] == "Completed"  # a dry run that stored nothing
     request, config = runner.calls[0]
     assert [p.dhis2 for p in request.periods] == ["202401"]
     assert (request.data_sets, request.org_unit, request.dry_run) == ([DS], OU, True)
     assert config.cht.url == "https://cht.example.org"
     assert json.loads(data["response"]["body"])["run_id"] == "run-1"
-    assert data["properties"]["period"] == "202401"
+    assert data["properties"]["periods"] == "202401"
 
 
 def test_post_json_body(client: FlaskClient, runner: FakeRunner) -> None:
@@ -302,10 +302,8 @@ def test_no_secret_reaches_the_response(client: FlaskClient) -> None:
     text = response.get_data(as_text=True)
     for secret in (CHT_PW, DHIS2_PW, OPENHIM_PW, "cmVhZGVyOnB3", "YWRtaW46ZGlzdHJpY3Q="):
         assert secret not in text
-    data = envelope(response)
-    bodies = [o["request"]["body"] for o in data["orchestrations"]]
-    assert all(len(b) <= BODY_LIMIT for b in bodies)
-    assert any("[truncated by mediator" in b for b in bodies)
+    envelope(response)  # a valid envelope
+    assert len(text) <= BODY_LIMIT  # core's own copy of the envelope stays JSON
 
 
 def test_a_crashing_run_is_a_500_envelope_without_secrets_or_stack() -> None:

@@ -212,9 +212,11 @@ def test_diagnoses_appear_as_one_property_per_kind_with_a_count():
     run = report(result(conflicts=conflicts))
     run.diagnoses = diagnose(run)
     props = properties(run)
-    assert props["problem: Org unit unknown to DHIS2"].startswith("4 × DHIS2 has no org unit")
-    assert props["problem: Period expired"].startswith("2 × Period 202401 of data set")
-    assert "Fix: " in props["problem: Period expired"]
+    unknown = props["problem: Org unit unknown to DHIS2"]
+    assert unknown.startswith("202401: DHIS2 has no org unit DiszpKrYNg8")
+    assert unknown.count("DHIS2 has no org unit") == 1  # once, however many rows
+    expired = props["problem: Period expired"]
+    assert expired.startswith("202401: Period 202401 of data set") and "What to do: " in expired
 
 
 # Every (object, value) conflict 2.36.13.2 writes for a data value import, verbatim from

@@ -1,4 +1,6 @@
-"""The application/json+openhim envelope, checked against core's schema rules (§4)."""
+"""The application/json+openhim envelope: core's schema rules, and what ops read in the
+console (steps named with their data set and period, a summary in words first, each
+problem once, the whole envelope small enough for core's own copy to stay JSON)."""
 
 from __future__ import annotations
 
@@ -8,10 +10,8 @@ from typing import Any
 
 from mediator.envelope import (
     BODY_LIMIT,
-    MAX_ORCHESTRATIONS,
     error_envelope,
     processing_envelope,
-    report_body,
     run_envelope,
     transaction_document,
     transaction_update,
@@ -21,6 +21,7 @@ from mediator.report import (
     ChtRead,
     Conflict,
     DataSetResult,
+    Diagnosis,
     Finding,
     ImportCount,
     OrgUnitCoverage,
@@ -35,42 +36,81 @@ CHT_PW = "Cht-Secret-7731"
 DHIS2_PW = "Dhis2-Secret-4410"
 CHT = "https://cht.example.org"
 DHIS2 = "https://dhis2.example.org"
+DS, NAME = "VTdjfLXXmoi", "MoH Monthly Integration"
+SUMMARY = {
+    "httpStatus": "OK",
+    "httpStatusCode": 200,
+    "status": "OK",
+    "response": {
+        "responseType": "ImportSummary",
+        "status": "SUCCESS",
+        "importCount": {"imported": 30, "updated": 8, "ignored": 2, "deleted": 0},
+        "conflicts": [],
+    },
+}
+
+
+def exchange(peer: str, method: str, url: str, n: int = 0, **kw: Any) -> Exchange:
+    parts = url.split("?", 1)
+    path = "/" + parts[0].split("/", 3)[3]
+    return Exchange(
+        peer=peer,
+        name=kw.pop("name", f"{method} {path}"),
+        method=method,
+        url=url,
+        path=path,
+        querystring=parts[1] if len(parts) > 1 else "",
+        request_headers={"Authorization": "Basic Y2h0OnB3"},
+        started=T0 + timedelta(seconds=n),
+        status=kw.pop("status", 200),
+        finished=T0 + timedelta(seconds=n, milliseconds=300),
+        **kw,
+    )
 
 
 def cht_page(n: int) -> Exchange:
-    return Exchange(
-        name=f"CHT target docs page {n}",
-        method="GET",
-        url=f"{CHT}/medic/_all_docs?limit=1000",
-        path="/medic/_all_docs",
-        querystring="limit=1000",
-        request_headers={"Authorization": "Basic Y2h0OnB3"},
-        started=T0 + timedelta(seconds=n),
-        status=200,
-        response_body='{"rows": [' + "x" * 100 + "]}",
-        finished=T0 + timedelta(seconds=n, milliseconds=300),
+    return exchange("CHT", "GET", f"{CHT}/medic/_all_docs?startkey=x&limit=1001", n)
+
+
+def read(period: str = "202402", n: int = 10) -> Exchange:
+    url = f"{DHIS2}/api/dataValueSets?dataSet={DS}&period={period}&orgUnit=ou1&orgUnit=ou2"
+    return exchange("DHIS2", "GET", url, n, data_set=DS, period=period)
+
+
+def post(period: str = "202402", n: int = 11, body_size: int = 40) -> Exchange:
+    return exchange(
+        "DHIS2",
+        "POST",
+        f"{DHIS2}/api/dataValueSets?importStrategy=CREATE_AND_UPDATE&password={DHIS2_PW}",
+        n,
+        data_set=DS,
+        period=period,
+        request_body=json.dumps({"dataValues": [{"value": "1"}] * body_size}),
+        response_body=json.dumps(SUMMARY),
     )
 
 
-def dhis2_post(body_size: int = 200) -> Exchange:
-    return Exchange(
-        name="DHIS2 dataValueSets",
-        method="POST",
-        url=f"{DHIS2}/api/dataValueSets?importStrategy=CREATE_AND_UPDATE&password={DHIS2_PW}",
-        path="/api/dataValueSets",
-        querystring=f"importStrategy=CREATE_AND_UPDATE&password={DHIS2_PW}",
-        request_headers={
-            "Authorization": "Basic YWRtaW46ZGlzdHJpY3Q=",
-            "Cookie": "JSESSIONID=abc",
-            "Content-Type": "application/json",
-        },
-        request_body=json.dumps({"dataValues": [{"value": "1"}] * body_size, "password": DHIS2_PW}),
-        started=T0 + timedelta(minutes=5),
-        status=200,
-        response_headers={"Set-Cookie": "JSESSIONID=xyz", "Content-Type": "application/json"},
-        response_body=json.dumps({"status": "OK", "importCount": {"imported": 10}}),
-        finished=T0 + timedelta(minutes=5, seconds=2),
-    )
+def result(period: str = "202402", **kw: Any) -> DataSetResult:
+    values: dict[str, Any] = {
+        "data_set": DS,
+        "data_set_name": NAME,
+        "period": period,
+        "dhis2_version": "2.41.1",
+        "docs_counted": 1195,
+        "skipped": {"owner_not_found": 3, "target.value.missing": 2},
+        "coverage": [
+            OrgUnitCoverage(orgUnit=ou, expected=4, synced=3, missing=["chw9"])
+            for ou in ("ou1", "ou2", "ou3")
+        ],
+        "users_expected": 12,
+        "users_synced": 9,
+        "values_sent": 40,
+        "values_unchanged": 2,
+        "counts": ImportCount(imported=30, updated=8, ignored=2, deleted=0),
+        "conflicts": [Conflict(value="bad value", object="x")],
+    }
+    values.update(kw)
+    return DataSetResult(**values)
 
 
 def make_report(**overrides: Any) -> RunReport:
@@ -79,38 +119,30 @@ def make_report(**overrides: Any) -> RunReport:
         "trigger": "openhim",
         "started": T0,
         "finished": T0 + timedelta(minutes=6),
-        "periods": ["2024-02"],
-        "data_sets": ["VTdjfLXXmoi"],
-        "cht": [
-            ChtRead(period="2024-02", target_docs=1200, places=87),
+        "periods": ["202402"],
+        "data_sets": [DS],
+        "cht": [ChtRead(period="202402", target_docs=1200, places=87, pages=2)],
+        "results": [result()],
+        "exchanges": [
+            cht_page(1),
+            cht_page(2),
+            exchange("DHIS2", "GET", f"{DHIS2}/api/system/info", 5),
+            exchange("DHIS2", "GET", f"{DHIS2}/api/dataSets/{DS}?fields=id,name,periodType", 6),
+            read(),
+            post(),
         ],
-        "results": [
-            DataSetResult(
-                data_set="VTdjfLXXmoi",
-                period="202402",
-                docs_counted=1195,
-                skipped={"owner_not_found": 3, "target.value.missing": 2},
-                coverage=[
-                    OrgUnitCoverage(orgUnit=ou, expected=4, synced=3, missing=["chw9"])
-                    for ou in ("ou1", "ou2", "ou3")
-                ],
-                users_expected=12,
-                users_synced=9,
-                values_sent=40,
-                counts=ImportCount(imported=30, updated=8, ignored=2, deleted=0),
-                conflicts=[Conflict(value="bad value", object="x")],
-            )
-        ],
-        "exchanges": [cht_page(1), cht_page(2), cht_page(3), dhis2_post()],
     }
     values.update(overrides)
     return RunReport(**values)
 
 
-def build(report: RunReport | None = None) -> dict[str, Any]:
-    return run_envelope(
-        report or make_report(), urn=URN, secrets=[CHT_PW, DHIS2_PW], cht_url=CHT, now=T0
-    )
+def build(report: RunReport | None = None, **kw: Any) -> dict[str, Any]:
+    return run_envelope(report or make_report(), urn=URN, secrets=[CHT_PW, DHIS2_PW], now=T0, **kw)
+
+
+def size(envelope: dict[str, Any]) -> int:
+    """As the mediator answers it: core stores this text in its own orchestration."""
+    return len(json.dumps(envelope, ensure_ascii=False))
 
 
 def test_envelope_has_the_shape_core_requires() -> None:
@@ -118,165 +150,201 @@ def test_envelope_has_the_shape_core_requires() -> None:
     assert env["x-mediator-urn"] == URN
     assert env["status"] == "Successful"
     response = env["response"]
-    assert isinstance(response["status"], int)
-    assert isinstance(response["body"], str)
+    assert isinstance(response["status"], int) and isinstance(response["body"], str)
     assert json.loads(response["body"])["run_id"] == "run-1"
     assert datetime.fromisoformat(response["timestamp"]).tzinfo is not None
-    assert isinstance(env["orchestrations"], list)
     for orch in env["orchestrations"]:
         assert orch["name"]
         req = orch["request"]
-        assert set(req) >= {
-            "host",
-            "port",
-            "path",
-            "querystring",
-            "method",
-            "headers",
-            "body",
-            "timestamp",
-        }
+        assert set(req) >= {"host", "port", "path", "querystring", "method", "headers", "body"}
         assert isinstance(req["body"], str) and isinstance(req["port"], str)
         assert datetime.fromisoformat(req["timestamp"]).tzinfo is not None
         res = orch["response"]
         assert isinstance(res["status"], int) and isinstance(res["body"], str)
         assert datetime.fromisoformat(res["timestamp"]).tzinfo is not None
     assert all(isinstance(v, str) for v in env["properties"].values())
-    json.dumps(env)  # serialisable as is
+    assert not any("." in k or "$" in k for k in env["properties"])  # MongoDB field names
 
 
 def test_status_and_inner_http_status_follow_the_run() -> None:
-    ok = make_report(
-        results=[DataSetResult(data_set="VTdjfLXXmoi", period="202402", status="success")]
-    )
-    partial = make_report(
-        results=[DataSetResult(data_set="VTdjfLXXmoi", period="202402", status="warning")]
-    )
-    failed = make_report(
-        results=[
-            DataSetResult(data_set="VTdjfLXXmoi", period="202402", status="error", error="down")
-        ]
-    )
+    ok = make_report(results=[result(status="success")])
+    partial = make_report(results=[result(status="warning")])
+    failed = make_report(results=[result(status="error", error="DHIS2 down")])
     assert (build(ok)["status"], build(ok)["response"]["status"]) == ("Successful", 200)
     assert "error" not in build(ok)
     assert build(partial)["response"]["status"] == 207
     failed_env = build(failed)
     assert (failed_env["status"], failed_env["response"]["status"]) == ("Failed", 500)
-    assert "down" in failed_env["error"]["message"]  # shown by the console, alert fires on 500
+    assert "DHIS2 down" in failed_env["error"]["message"]  # alert fires on 500
 
 
-def test_cht_reads_are_one_summary_and_dhis2_requests_are_kept() -> None:
-    env = build()
-    names = [o["name"] for o in env["orchestrations"]]
-    assert names == ["CHT reads (3 requests)", "DHIS2 dataValueSets"]
-    summary = json.loads(env["orchestrations"][0]["response"]["body"])
-    assert summary["requests"] == 3
-    assert summary["reads"][0]["target_docs"] == 1200
-    dhis2 = env["orchestrations"][1]
-    assert dhis2["request"]["method"] == "POST"
-    assert dhis2["request"]["host"] == "dhis2.example.org"
-    assert dhis2["request"]["port"] == "443"
-    assert dhis2["request"]["path"] == "/api/dataValueSets"
-    assert json.loads(dhis2["response"]["body"])["importCount"]["imported"] == 10
+def test_a_dry_run_is_completed_not_successful_so_the_list_tells_it_apart() -> None:
+    """The console's transaction list shows the status only: a dry run that stored
+    nothing is "Completed", never "Successful"."""
+    env = build(make_report(dry_run=True, results=[result(dry_run=True)]))
+    assert (env["status"], env["response"]["status"]) == ("Completed", 200)
+    assert env["properties"]["dry run"].startswith("yes")
+    assert env["properties"]["summary"].startswith("Dry run, nothing stored")
 
 
-def test_credentials_appear_nowhere() -> None:
-    text = json.dumps(build())
-    for secret in (CHT_PW, DHIS2_PW, "Y2h0OnB3", "YWRtaW46ZGlzdHJpY3Q=", "JSESSIONID"):
-        assert secret not in text
-    dhis2 = build()["orchestrations"][1]
-    assert dhis2["request"]["headers"]["Authorization"] == f"Basic {MASK}"  # the scheme stays
-    assert dhis2["request"]["headers"]["Cookie"] == MASK
-    assert dhis2["response"]["headers"]["Set-Cookie"] == MASK
-    assert dhis2["request"]["querystring"] == f"importStrategy=CREATE_AND_UPDATE&password={MASK}"
-
-
-def test_secrets_in_findings_and_errors_are_masked() -> None:
-    report = make_report(
-        findings=[
-            Finding(
-                level="error",
-                code="cht",
-                message=f"GET https://reader:{CHT_PW}@cht.example.org failed",
-            )
-        ]
-    )
-    text = json.dumps(build(report))
-    assert CHT_PW not in text
-    assert "reader:" not in text
-
-
-def test_each_body_is_capped_with_a_marker() -> None:
-    report = make_report(exchanges=[dhis2_post(body_size=5000)])
-    orch = build(report)["orchestrations"][0]
-    assert len(orch["request"]["body"]) <= BODY_LIMIT
-    assert "[truncated by mediator" in orch["request"]["body"]
-
-
-def test_long_report_body_stays_valid_json_under_the_cap() -> None:
-    rejected = [
-        RejectedRow(
-            dataElement="DEabcdefghi",
-            orgUnit=f"OU{i:09d}",
-            period="202402",
-            reason="orgUnit not in data set" * 3,
-        )
-        for i in range(2000)
+def test_orchestrations_are_steps_named_with_data_set_and_period() -> None:
+    steps = build()["orchestrations"]
+    names = [o["name"] for o in steps]
+    assert names == [
+        "CHT: read 202402 (1200 target docs), places, users",
+        "DHIS2 2.41.1: server, integration user and data set metadata",
+        f"{NAME} ({DS}) 202402: read what DHIS2 holds (2 org units)",
+        f"{NAME} ({DS}) 202402: push 40 values (1 chunk)",
     ]
-    report = make_report(
-        results=[
-            DataSetResult(
-                data_set="VTdjfLXXmoi", period="202402", status="warning", rejected=rejected
-            )
-        ]
+    # short addresses, no query: the console's table keeps its Status column in view
+    assert all(o["request"]["querystring"] == "" for o in steps)
+    assert [o["request"]["path"] for o in steps] == [
+        "/medic/_all_docs",
+        "/api/system/info",
+        "/api/dataValueSets",
+        "/api/dataValueSets",
+    ]
+    push = json.loads(steps[-1]["response"]["body"])
+    assert push["chunks"] == [
+        {
+            "chunk": "1/1",
+            "status": 200,
+            "imported": 30,
+            "updated": 8,
+            "ignored": 2,
+            "deleted": 0,
+            "conflicts": 0,
+        }
+    ]
+    assert json.loads(steps[0]["response"]["body"])["months"][0]["target_docs"] == 1200
+
+
+def test_a_step_has_the_worst_status_of_its_requests() -> None:
+    report = make_report(exchanges=[post(n=1), post(n=2).model_copy(update={"status": 409})])
+    (push,) = build(report)["orchestrations"]
+    assert push["response"]["status"] == 409
+
+
+def test_the_response_body_opens_with_a_summary_in_words() -> None:
+    problem = Diagnosis(
+        kind="cht_users_not_synced",
+        title="CHWs missing from the numbers",
+        cause="1 of 12 CHT users have no target doc for 202402: chw9.",
+        fix="Ask them to sync.",
+        period="202402",
+        data_set=DS,
     )
-    body = report_body(report)
-    assert len(body) <= BODY_LIMIT
-    parsed = json.loads(body)
-    assert parsed["results"][0]["rejected_omitted"] == 1950
-    assert build(report)["properties"]["rejected rows"] == "2000"
+    body = json.loads(build(make_report(diagnoses=[problem]))["response"]["body"])
+    assert next(iter(body)) == "summary"
+    assert body["summary"].startswith(
+        f"Pushed 1 period (202402) of 1 data set ({NAME} ({DS})) to DHIS2 2.41.1: 30 imported, "
+        "8 updated, 0 deleted, 2 already right, 0 rejected. 1 kind of problem: CHWs missing"
+    )
 
 
-def test_total_size_stays_far_below_cores_limit() -> None:
-    exchanges = [dhis2_post(body_size=5000) for _ in range(MAX_ORCHESTRATIONS + 50)]
-    env = build(make_report(exchanges=exchanges))
-    assert len(env["orchestrations"]) == MAX_ORCHESTRATIONS + 1
-    assert env["orchestrations"][-1]["name"] == "50 more requests (bodies not kept)"
-    # core stores the envelope twice within 15 MiB
-    assert len(json.dumps(env).encode()) < 7 * 1024 * 1024
+def test_each_problem_is_said_once_with_its_periods_and_never_cut_mid_word() -> None:
+    diagnoses = [
+        Diagnosis(
+            kind="cht_users_not_synced",
+            title="CHWs missing from the numbers",
+            cause=f"1 of 12 CHT users have no target doc for {pe}: chw43.",
+            fix="Ask them to sync; " + "their numbers reach DHIS2 in the next run. " * 20,
+            period=pe,
+            data_set=ds,
+        )
+        for pe in ("202408", "202409", "202410")
+        for ds in (DS, "QX4ZTUbOt3a")
+    ]
+    props = build(make_report(diagnoses=diagnoses))["properties"]
+    (key,) = [k for k in props if k.startswith("problem:")]
+    value = props[key]
+    assert value.startswith("202408, 202409, 202410: 1 of 12 CHT users have no target doc: chw43.")
+    assert value.count("chw43") == 1  # once, not once per period and data set
+    assert len(value) <= 500 and value.endswith("(the whole text is in the response body)")
+    assert "What to do: Ask them to sync" in value and " ×" not in value
 
 
 def test_properties_are_flat_strings_an_operator_can_scan() -> None:
     props = build()["properties"]
-    assert props["period"] == "2024-02"
-    assert props["data sets"] == "VTdjfLXXmoi"
+    assert props["periods"] == "202402"
+    assert props["data sets"] == f"{NAME} ({DS})"
     assert (props["imported"], props["updated"], props["ignored"], props["deleted"]) == (
         "30",
         "8",
         "2",
         "0",
     )
-    assert props["conflicts"] == "1"
-    assert props["org units"] == "3"
-    assert props["users synced"] == "202402: 9 of 12 (75%)"
+    assert props["CHWs synced"] == "202402: 9 of 12 (75%)"
     assert props["target docs read"] == "1200"
     assert props["docs skipped"] == "5"
-    assert props["skipped owner_not_found"] == "3"
     assert props["skipped target_value_missing"] == "2"  # no '.' in MongoDB keys
-    assert props["docs counted"] == "VTdjfLXXmoi: 1195"
-    assert props["data set VTdjfLXXmoi"] == "success"
-    assert props["dry run"] == "false"
-    assert not any("." in k or "$" in k for k in props)
+    assert props[f"{DS} 202402"].startswith("success: 30 imported, 8 updated, 0 deleted")
+    assert props["dry run"] == "no"
 
 
-def test_skips_are_reported_per_data_set_when_there_are_several() -> None:
-    results = [
-        DataSetResult(data_set=ds, period="202402", skipped={"owner_not_found": 3})
-        for ds in ("VTdjfLXXmoi", "BfMAe6Itzgt")
-    ]
-    props = build(make_report(results=results))["properties"]
-    assert props["docs skipped"] == "VTdjfLXXmoi: 3, BfMAe6Itzgt: 3"  # the same 3 docs, not 6
-    assert props["skipped BfMAe6Itzgt owner_not_found"] == "3"
+def test_skips_are_not_summed_over_data_sets() -> None:
+    results = [result(data_set=ds, skipped={"owner_not_found": 3}) for ds in (DS, "BfMAe6Itzgt")]
+    props = build(make_report(results=results, data_sets=[DS, "BfMAe6Itzgt"]))["properties"]
+    assert props["docs skipped"] == "3"  # the same 3 docs, not 6
+
+
+def test_credentials_appear_nowhere() -> None:
+    text = json.dumps(build())
+    for secret in (CHT_PW, DHIS2_PW, "Y2h0OnB3", "password="):
+        assert secret not in text
+
+
+def test_secrets_in_findings_and_errors_are_masked() -> None:
+    message = f"GET https://reader:{CHT_PW}@cht.example.org failed"
+    text = json.dumps(
+        build(make_report(findings=[Finding(level="error", code="c", message=message)]))
+    )
+    assert CHT_PW not in text and "reader:" not in text
+
+
+def big_report(periods: int, data_sets: int, chunks: int, rejected: int) -> RunReport:
+    """A national month (chunks) or a long backfill (periods × data sets)."""
+    sets = [f"Ds{n:09d}" for n in range(data_sets)]
+    months = [f"20{22 + n // 12}{n % 12 + 1:02d}" for n in range(periods)]
+    results, exchanges = [], [cht_page(1)]
+    for ds in sets:
+        for pe in months:
+            rows = [
+                RejectedRow(
+                    dataElement="DEabcdefghi",
+                    orgUnit=f"OU{i:09d}",
+                    period=pe,
+                    reason="Org unit not assigned to the data set " * 3,
+                )
+                for i in range(rejected)
+            ]
+            results.append(result(pe, data_set=ds, values_sent=500 * chunks, rejected=rows))
+            exchanges.append(read(pe).model_copy(update={"data_set": ds}))
+            exchanges += [post(pe).model_copy(update={"data_set": ds}) for _ in range(chunks)]
+    return make_report(periods=months, data_sets=sets, results=results, exchanges=exchanges)
+
+
+def test_a_national_month_fits_the_console_and_cores_copy_stays_json() -> None:
+    env = build(big_report(periods=1, data_sets=1, chunks=242, rejected=2000))
+    assert size(env) <= BODY_LIMIT  # core's own orchestration keeps 15,000 characters
+    assert len(env["orchestrations"]) == 3  # CHT, read, push: not 243 requests
+    body = json.loads(env["response"]["body"])
+    assert body["results"][0]["rejected_count"] == 2000
+    assert env["properties"]["rejected rows"] == "2000"
+
+
+def test_a_36_month_backfill_of_two_data_sets_still_fits() -> None:
+    env = build(big_report(periods=36, data_sets=2, chunks=3, rejected=5))
+    assert size(env) <= BODY_LIMIT
+    names = [o["name"] for o in env["orchestrations"]]
+    assert (
+        names[-1]
+        == "144 more steps that went through cleanly (their counts are in the response body)"
+    )
+    body = json.loads(env["response"]["body"])
+    assert body["summary"].startswith("Pushed 36 periods (202201 to 202412) of 2 data sets")
+    assert len(body["results"]) == 72  # one line of counts each
+    assert body["results"][0].startswith("Ds000000000 202201: success, 30 imported")
 
 
 def test_bad_input_envelope_is_400_without_retry() -> None:
