@@ -129,6 +129,7 @@ def test_page_shows_the_run_escapes_cht_names_and_runs_no_script() -> None:
         "updated": "4",
         "ignored": "2",
         "deleted": "0",
+        "unchanged": "0",
         "rejected": "2",
     }
     assert client.get("/status").get_data(as_text=True).count("bar-group") == 2
