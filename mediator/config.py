@@ -480,7 +480,7 @@ class OpenhimSettings(BaseModel):
             register_on_start=parse_flag(
                 env.get("OPENHIM_REGISTER"), url is not None, "OPENHIM_REGISTER"
             ),
-            heartbeat_seconds=_float(env, "OPENHIM_HEARTBEAT_SECONDS", 10.0, 1.0, 3600.0),
+            heartbeat_seconds=_float(env, "OPENHIM_HEARTBEAT_SECONDS", 10.0, 0.01, 3600.0),
         )
 
 
