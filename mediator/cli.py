@@ -299,7 +299,8 @@ def push(args: argparse.Namespace, request: RunRequest) -> int:
     as_json = _wants_json(args)
     try:
         config = RuntimeConfig.from_env()
-    except ConfigError as exc:
+    except ConfigError as exc:  # on the status page too: the HRIO may not see this terminal
+        record_cli_run(None, request, None, f"configuration problem: {exc}")
         return _fail(str(exc))
     progress = Progress()
     print(_starting(request, config), file=sys.stderr, flush=True)

@@ -133,7 +133,9 @@ def data_set_label(names: dict[str, str]) -> Any:
     return label
 
 
-def page_context(history: RunHistory, now: datetime, timezone: str = "UTC") -> dict[str, Any]:
+def page_context(
+    history: RunHistory, now: datetime, timezone: str = "UTC", config_problem: str | None = None
+) -> dict[str, Any]:
     """Everything ``templates/status.html`` shows, computed here so the template
     only lays it out (and Jinja's autoescaping covers every value from CHT)."""
     runs = history.runs()
@@ -167,6 +169,7 @@ def page_context(history: RunHistory, now: datetime, timezone: str = "UTC") -> d
         "names": names,
         "ds_name": names.get,
         "state_shared": history.path is not None,
+        "config_problem": config_problem,
     }
 
 
@@ -178,10 +181,13 @@ def _templates() -> Environment:
     )
 
 
-def status_page(history: RunHistory, now: datetime, timezone: str = "UTC") -> str:
+def status_page(
+    history: RunHistory, now: datetime, timezone: str = "UTC", config_problem: str | None = None
+) -> str:
     """``GET /``: the HRIO's page (last runs, sync coverage of the newest period), times
-    in ``timezone`` (MEDIATOR_TIMEZONE) and UTC."""
-    context = page_context(history, now, timezone)
+    in ``timezone`` (MEDIATOR_TIMEZONE) and UTC; ``config_problem``: why the next run
+    cannot start, said first."""
+    context = page_context(history, now, timezone, config_problem)
     return _templates().get_template("status.html").render(**context)
 
 

@@ -383,7 +383,13 @@ class RunService:
         return [coverage_table(job, runtime.coverage_threshold) for job in computed.jobs]
 
     def status_page(self) -> str:
-        return status_page(self.history, self.clock(), self._timezone())
+        """The HRIO's page; a configuration that stops the next run is said at its top."""
+        try:
+            self.effective()
+            problem = None
+        except ConfigError as exc:
+            problem = Scrubber(self.secrets()).text(str(exc))
+        return status_page(self.history, self.clock(), self._timezone(), problem)
 
     def _timezone(self) -> str:
         """MEDIATOR_TIMEZONE (console: timezone) for the page's times; UTC if it is bad
@@ -506,14 +512,18 @@ def _answered(report: RunReport | None) -> bool:
 
 
 def record_cli_run(
-    runtime: RuntimeConfig,
+    runtime: RuntimeConfig | None,
     request: RunRequest,
     report: RunReport | None,
     message: str | None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """A command-line run into the shared history (with MEDIATOR_STATE_DIR set: in memory
-    only it would be lost with the process); returns the data set names known."""
-    history = RunHistory.from_env({"MEDIATOR_STATE_DIR": runtime.state_dir or ""})
+    """A command-line run, or its refusal (a configuration mistake: ``runtime`` None), into
+    the shared history when MEDIATOR_STATE_DIR is set (in memory it would die with the
+    process); returns the data set names known."""
+    env = os.environ if env is None else env
+    folder = runtime.state_dir if runtime is not None else env.get("MEDIATOR_STATE_DIR")
+    history = RunHistory.from_env({"MEDIATOR_STATE_DIR": folder or ""})
     if history.path is None:
         return {}
     status = "Failed" if message or report is None else report.status
@@ -527,7 +537,7 @@ def record_cli_run(
         finished=finished,
         transaction=None,
         message=message,
-        secrets=secret_values(os.environ, {}, runtime, []),
+        secrets=secret_values(env, {}, runtime, []),
     )
     return history.names()
 
