@@ -192,7 +192,7 @@ def bad_value(name: str, value: str | None, problem: str) -> ConfigError:
 
 def _show(value: str) -> str:
     """A value as a line can show it: a URL's userinfo masked (as ``secrets.MASK``), short."""
-    text = re.sub(r"//[^/@\s]*@", "//****@", value.strip())
+    text = re.sub(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?[^/@\s]+@", r"\1****@", value.strip())
     return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
@@ -548,8 +548,8 @@ class RuntimeConfig(BaseModel):
                 env.get("MEDIATOR_COMPLETE_DATA_SETS"), False, "MEDIATOR_COMPLETE_DATA_SETS"
             ),
             concurrent_runs=_choice(env, "MEDIATOR_CONCURRENT_RUNS", ("wait", "refuse"), "wait"),
-            lock_dir=env.get("MEDIATOR_LOCK_DIR", "").strip() or None,
-            state_dir=env.get("MEDIATOR_STATE_DIR", "").strip() or None,
+            lock_dir=_directory(env, "MEDIATOR_LOCK_DIR"),
+            state_dir=_directory(env, "MEDIATOR_STATE_DIR"),
         )
 
 
@@ -583,6 +583,24 @@ def extra_sources(env: Mapping[str, str]) -> list[ChtSource]:
             ChtSource(name=name.lower(), settings=ChtSettings.from_env(env, f"CHT_{name.upper()}"))
         )
     return sources
+
+
+def _directory(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    return check_directory(name, raw) if raw else None
+
+
+def check_directory(name: str, raw: str) -> str:
+    """A directory the mediator may write in: there already, or one it can create."""
+    path = os.path.abspath(raw)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise bad_value(name, raw, "is a file, not a directory")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise bad_value(name, raw, f"cannot be written: {existing} is not a writable directory")
+    return raw
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> Any:

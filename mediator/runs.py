@@ -23,7 +23,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from .cht import ChtError
-from .config import ConfigError, Dhis2Settings, RuntimeConfig, check_timezone
+from .config import (
+    ConfigError,
+    Dhis2Settings,
+    RuntimeConfig,
+    check_directory,
+    check_timezone,
+)
 from .console_config import ConsoleConfig, Effective, resolve
 from .dhis2 import dhis2_peer
 from .envelope import error_envelope, processing_envelope, run_envelope, transaction_update
@@ -523,6 +529,10 @@ def record_cli_run(
     process); returns the data set names known."""
     env = os.environ if env is None else env
     folder = runtime.state_dir if runtime is not None else env.get("MEDIATOR_STATE_DIR")
+    try:
+        folder = check_directory("MEDIATOR_STATE_DIR", folder) if folder else None
+    except ConfigError:
+        return {}  # the mistake is the state dir itself: the refusal says so
     history = RunHistory.from_env({"MEDIATOR_STATE_DIR": folder or ""})
     if history.path is None:
         return {}
