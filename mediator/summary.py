@@ -207,11 +207,11 @@ def closing_lines(report: RunReport, request: RunRequest) -> list[str]:
     if not report.results and any(f.level == "error" for f in report.findings):
         lines.append("Nothing was pushed.")
     commands = resume_commands(report, request)
-    if commands:
+    if commands:  # one line to copy, whatever it takes
         lines.append(
             "To resume once that is fixed (what DHIS2 already holds is not sent again), run:"
         )
-        lines += [f"  {c}" for c in commands]
+        lines.append("  " + " && ".join(commands))
     return lines
 
 
