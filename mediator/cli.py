@@ -231,6 +231,7 @@ class Progress:
         self.pair: tuple[str, str] | None = None
         self.pairs = 0
         self.failures = 0  # failed attempts in a row
+        self.posted: requests.PreparedRequest | None = None
 
     def say(self, line: str) -> None:
         elapsed = time.monotonic() - self.started
@@ -278,7 +279,8 @@ class Progress:
                 self.pair = pair
                 self.pairs += 1
                 self.say(f"{pair[0]} {pair[1]}: comparing with what DHIS2 holds")
-        elif request.method == "POST" and self.pair is not None:
+        elif request.method == "POST" and self.pair is not None and request is not self.posted:
+            self.posted = request  # a retry sends the same request again: said once
             try:
                 sent = len(json.loads(request.body or b"{}").get("dataValues", []))
             except (ValueError, AttributeError):
