@@ -137,7 +137,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "contacts kept between runs; share it between serve and the command line",
     ),
     EnvVar("MEDIATOR_HOST", "127.0.0.1", "address serve listens on", _SERVE),
-    EnvVar("MEDIATOR_PORT", "5011", "port serve listens on (1-65535)", _SERVE),
+    EnvVar("MEDIATOR_PORT", "5011", "port serve listens on (0-65535; 0: any free one)", _SERVE),
     EnvVar(
         "MEDIATOR_ROUTE_HOST",
         "cht-dhis2-mediator",
@@ -494,7 +494,7 @@ class MediatorSettings(BaseModel):
         env = os.environ if env is None else env
         return cls(
             host=env.get("MEDIATOR_HOST", "").strip() or "127.0.0.1",
-            port=_int(env, "MEDIATOR_PORT", 5011, 1, 65535),
+            port=_int(env, "MEDIATOR_PORT", 5011, 0, 65535),
             timezone=check_timezone("MEDIATOR_TIMEZONE", env.get("MEDIATOR_TIMEZONE", "")),
         )
 

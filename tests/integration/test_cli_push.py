@@ -291,3 +291,22 @@ def test_version_and_plain_top_level_help(capsys):
         main(["--help"])
     shown = capsys.readouterr().out
     assert "``" not in shown and "preview" in shown and "exit status" in shown
+
+
+def test_preview_refuses_an_org_unit_no_cht_place_carries(env, capsys):
+    capsys.readouterr()
+    assert main(["preview", "--period", "2024-01", "--org-unit", "AbCdEfGhIj1"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "org unit AbCdEfGhIj1: no CHT place carries it" in out.err
+
+
+def test_serve_refuses_a_bad_time_zone_in_one_line(caplog):
+    import logging
+
+    from mediator.service import serve
+
+    caplog.set_level(logging.ERROR)
+    assert serve({"MEDIATOR_TIMEZONE": "Nairobi", "MEDIATOR_PORT": "0"}) == 2
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "MEDIATOR_TIMEZONE='Nairobi' is not an IANA time zone" in line
+    assert "Africa/Nairobi" in line and "Traceback" not in caplog.text
