@@ -83,6 +83,13 @@ class SystemInfo(BaseModel):
         return (self.major, self.minor, self.patch)
 
 
+class Me(BaseModel):
+    """The integration user as ``/api/me`` shows it (authorities None: not shown)."""
+
+    username: str | None = None
+    authorities: frozenset[str] | None = None
+
+
 class StoredValues(BaseModel):
     """What DHIS2 holds for a data set and period at some org units."""
 
@@ -153,7 +160,10 @@ class Dhis2Client:
         self.safe_url = self.http.peer.display_url
         self._info: SystemInfo | None = None
         self._meta: dict[str, DataSetMeta | None] = {}
-        self._username: str | None = settings.username if settings.token is None else None
+        self._configured_user = settings.username if settings.token is None else None
+        self._me: Me | None = None
+        self._settings: dict[str, object] = {}
+        self._exceptions: dict[tuple[str, str], frozenset[str] | None] = {}
         # DHIS2 unreachable past the retry budget, or refusing the credentials: every
         # later call would fail the same way, so the run stops (pipeline)
         self.stopped: PeerError | None = None
@@ -230,18 +240,79 @@ class Dhis2Client:
         )
         return self._info
 
-    def username(self) -> str | None:
-        """The DHIS2 user the mediator writes as (``storedBy`` of what it pushed): the
-        configured name with Basic auth; a token's owner is asked once (``/api/me``)."""
-        if self._username is None:
+    def me(self) -> Me:
+        """``GET /api/me``: who the mediator writes as (``storedBy`` of what it pushed) and
+        its authorities, read once. 2.36/2.37 name the user only in ``userCredentials``,
+        2.42 only at the top level (2.36.13.2 User.java:300; 2.41.0 MeDto.java:61-101)."""
+        if self._me is None:
             response = self._send(
-                "GET", "/api/me", name="DHIS2 current user", params=[("fields", "username")]
+                "GET",
+                "/api/me",
+                name="DHIS2 current user",
+                params=[("fields", "username,userCredentials[username],authorities")],
             )
-            body = json_or_none(response)
-            if response.status_code == 200 and isinstance(body, dict):
-                name = body.get("username") or (body.get("userCredentials") or {}).get("username")
-                self._username = str(name) if name else None
-        return self._username
+            body = json_or_none(response) if response.status_code == 200 else None
+            body = body if isinstance(body, dict) else {}
+            name = body.get("username") or (body.get("userCredentials") or {}).get("username")
+            authorities = body.get("authorities")
+            self._me = Me(
+                username=str(name) if name else self._configured_user,
+                authorities=frozenset(authorities) if isinstance(authorities, list) else None,
+            )
+        return self._me
+
+    def username(self) -> str | None:
+        """The DHIS2 user the mediator writes as: the configured name with Basic auth,
+        a token's owner as ``/api/me`` says."""
+        return self._configured_user or self.me().username
+
+    def strict_org_units(self) -> bool | None:
+        """The system setting ``keyDataImportStrictOrganisationUnits`` (values at org units
+        not assigned to the data set are refused, E7636), read once; None when DHIS2 does
+        not say (``GET /api/systemSettings/{key}``: ``{key: value}``)."""
+        key = "keyDataImportStrictOrganisationUnits"
+        if key not in self._settings:
+            response = self._send("GET", f"/api/systemSettings/{key}", name=f"DHIS2 {key}")
+            body = json_or_none(response) if response.status_code == 200 else None
+            value = body.get(key) if isinstance(body, dict) else None
+            if isinstance(value, str):
+                value = {"true": True, "false": False}.get(value.lower())
+            self._settings[key] = value if isinstance(value, bool) else None
+        found = self._settings[key]
+        return found if isinstance(found, bool) else None
+
+    def lock_exceptions(self, data_set: str, period: str) -> frozenset[str] | None:
+        """Org units with a lock exception for (data set, period): an expired period is
+        open there (``GET /api/lockExceptions``; 2.36.13.2 DVSS:1609-1613, 2.42.5.2
+        VAL:850-856). None when DHIS2 does not let this user read them."""
+        key = (data_set, period)
+        if key not in self._exceptions:
+            response = self._send(
+                "GET",
+                "/api/lockExceptions",
+                name=f"DHIS2 lock exceptions {data_set} {period}",
+                params=[
+                    ("filter", f"dataSet.id:eq:{data_set}"),
+                    ("filter", f"period.id:eq:{period}"),
+                    ("fields", "organisationUnit[id],dataSet[id],period[id]"),
+                    ("paging", "false"),
+                ],
+            )
+            body = json_or_none(response) if response.status_code == 200 else None
+            rows = body.get("lockExceptions") if isinstance(body, dict) else None
+            self._exceptions[key] = (
+                frozenset(
+                    str((row.get("organisationUnit") or {}).get("id"))
+                    for row in rows
+                    if isinstance(row, dict)
+                    # the filters again, for a server that ignores them
+                    and (row.get("dataSet") or {}).get("id", data_set) == data_set
+                    and (row.get("period") or {}).get("id", period) == period
+                )
+                if isinstance(rows, list)
+                else None
+            )
+        return self._exceptions[key]
 
     # -- metadata -----------------------------------------------------------------------
 

@@ -204,16 +204,30 @@ def _match_objects(objects: dict[str, str], rows: Sequence[RowRef]) -> list[int]
     ]
 
 
+# 2.36 texts naming a row by its value alone: the row that lacks the combo it names
+_REQUIRED_236 = {
+    "Category option combo is required": "categoryOptionCombo",
+    "Attribute option combo is required": "attributeOptionCombo",
+}
+
+
 def _match_legacy(conflict: Conflict, rows: Sequence[RowRef]) -> list[int]:
     """2.36 ``{object, value}``: the object is an id of the row (or its value), and
-    the message may name more ids (e.g. the data element) that narrow it down."""
+    the message may name more ids (e.g. the data element) that narrow it down. Some
+    name no row at all (object ``dataValueSet`` for a category option not writable,
+    2.36.13.2 DVSS:1087,1106): those stay unattributed."""
     obj = conflict.object
     tokens = set(_TOKEN.findall(conflict.value))
+    lacking = next((f for text, f in _REQUIRED_236.items() if text in conflict.value), None)
     candidates = [
         i
         for i, row in enumerate(rows)
         if obj is not None
-        and (obj in _fields(row) or (row.value == obj and row.dataElement in tokens))
+        and (
+            obj in _fields(row)
+            or (row.value == obj and row.dataElement in tokens)
+            or (row.value == obj and lacking is not None and not getattr(row, lacking))
+        )
     ]
     if not candidates:
         return []

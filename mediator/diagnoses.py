@@ -163,9 +163,13 @@ CONFLICTS: dict[str, _Explain] = {
     ),
     "E7636": _Explain(
         "Org unit not assigned to the data set",
-        "Org unit {ou} is not assigned to a data set holding {de} (strictOrganisationUnits).",
+        "Org unit {ou} is not assigned to a data set holding {de}, and DHIS2 refuses such "
+        "values (the system setting keyDataImportStrictOrganisationUnits, or the data set's "
+        "strict org units option, is on).",
         f"Assign {{ou}} in {MAINTENANCE_DS} {{ds}} → Organisation units, or remove "
-        "dhis.orgUnit from CHT place {places}.",
+        "dhis.orgUnit from CHT place {places}; or an admin turns off 'Require organisation "
+        "units to match assignment of data set' (keyDataImportStrictOrganisationUnits) in "
+        "System settings → Data import.",
     ),
     "E7637": _Explain(
         "storedBy too long",
@@ -184,9 +188,13 @@ CONFLICTS: dict[str, _Explain] = {
     ),
     "E7640": _Explain(
         "Period expired",
-        "Period {pe} of data set {ds} is past its expiry days.",
-        f"A DHIS2 admin can raise Expiry days in {MAINTENANCE_DS} {{ds}}, add a lock "
-        "exception, or give the integration user F_EDIT_EXPIRED; then rerun the period.",
+        "Period {pe} of data set {ds} is past its expiry days, for the org units named, and "
+        "the integration user may not edit expired data.",
+        "Any one of these unblocks it, then rerun the period: a lock exception for (data "
+        "set {ds}, period {pe}, org unit) in DHIS2 Data administration → Lock exception; the "
+        "authority F_EDIT_EXPIRED ('Edit expired data') on the integration user's role; or "
+        f"more Expiry days in {MAINTENANCE_DS} {{ds}} (fractional days count from 2.42; "
+        "before 2.37.10, 2.38.4 and 2.39.2 the last day closes at midnight).",
     ),
     "E7641": _Explain(
         "Period not open yet",
@@ -197,7 +205,8 @@ CONFLICTS: dict[str, _Explain] = {
     "E7642": _Explain(
         "Data already approved",
         "Data of {ds} for {pe} at {ou} is approved and cannot change.",
-        "Ask the approver to unapprove it in DHIS2 (Data approval), then rerun the period.",
+        "Ask the approver to unapprove it in DHIS2 (Data approval), then rerun the period; "
+        "approved data is never changed by the mediator.",
     ),
     "E7643": _Explain(
         "Period closed for data input",
@@ -233,17 +242,24 @@ TEXTS_236: list[tuple[str, str]] = [
     (r"Data value or comment not specified", "E7618"),
     (r"must match data element type", "E7619"),
     (r"not a valid option of the data element option set", "E7621"),
+    (r"User has no data write access for CategoryOption", "E7614"),  # E7616 reads the same
+    (r"^Comment is greater than max length", "E7620"),
     (r"Category option combo is required", "E7630"),
+    (r"Attribute option combo is required", "E7631"),
     (r"Period type of period", "E7632"),
     (r"is not part of dataset", "E7633"),
     (r"must be part of category combo of data element", "E7634"),
+    (r"must be part of category combo of data sets of data element", "E7635"),
     (r"must be assigned through data sets to organisation unit", "E7636"),
+    (r"^Stored by is greater than max length", "E7637"),
     (r"is not within date range of attribute option combo", "E7638"),
+    (r"is not valid for attribute option combo", "E7639"),
     (r"past expiry days", "E7640"),
     (r"after latest open future period", "E7641"),
     (r"already approved", "E7642"),
     (r"is not open for this data set at this time", "E7643"),
     (r"does not conform to the open periods", "E7644"),
+    (r"No data value for file resource exist", "E7645"),
 ]
 _TEXTS_236 = [(re.compile(pattern), code) for pattern, code in TEXTS_236]
 
@@ -287,9 +303,6 @@ FINDINGS: dict[str, _Explain] = {
         f"Assign them in {MAINTENANCE_DS} {{ds}} → Organisation units, or remove "
         "dhis.orgUnit from CHT places {places}.",
     ),
-    "period_expired": CONFLICTS["E7640"],
-    "period_not_open_yet": CONFLICTS["E7641"],
-    "period_input_closed": CONFLICTS["E7643"],
     "period_type_unsupported": _Explain(
         "Period type CHT cannot fill",
         "Data set {ds} is {detail}; CHT keeps targets by calendar month.",

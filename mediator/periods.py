@@ -172,6 +172,12 @@ class Period:
     def last(self) -> Month:
         return self.first.shift(self.length - 1)
 
+    @property
+    def last_day(self) -> date:
+        """The period's last calendar day (DHIS2's ``endDate``)."""
+        following = self.last.shift(1)
+        return date(following.year, following.month, 1) - timedelta(days=1)
+
     def shift(self, periods: int) -> Period:
         return Period(self.first.shift(periods * self.length), self.period_type)
 

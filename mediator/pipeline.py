@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from .cht_read import ChtSide
 from .config import RuntimeConfig
 from .dhis2 import Dhis2Client, StoredValues
 from .dhis2_imports import ImportResult, attribute
-from .dhis2_metadata import Combo, Key, Preflight, check
+from .dhis2_metadata import Combo, Key
 from .diagnoses import diagnose
 from .http import (
     BadBody,
@@ -42,7 +43,9 @@ from .http import (
 from .jobs import Computed, Job
 from .locks import RunLocks
 from .models import DataValue, Exchange, is_uid, utcnow
+from .periods import Period, PeriodError
 from .plan import Planned, PushPlan, chunks, own_values, plan_push, sweep_org_units
+from .preflight import Preflight, Server, check, needs_lock_exceptions
 from .report import (
     DataSetResult,
     Finding,
@@ -286,7 +289,7 @@ def push(
         result.preflight, result.rejected = list(pre.findings), list(pre.rejected)
         if pre.blocked:
             result.status = "error"
-            result.error = next(f.message for f in pre.findings if f.level == "error")
+            result.error = pre.blocking[0].message
             return result
         scope = list(dict.fromkeys([r.orgUnit for r in rows] + list(scope_org_units or [])))
         swept = _swept(dhis2, data_set, scope, owned_org_units) if sweep_assigned else []
@@ -342,13 +345,24 @@ def _key(row: RejectedRow, default_coc: str) -> Key:
 
 
 def preflight(dhis2: Dhis2Client, data_set: str, period: str, rows: list[DataValue]) -> Preflight:
-    """3. The rows checked against the data set's metadata, as DHIS2 of this version
-    will check them (``dhis2_metadata.check``), before anything is posted."""
+    """3. The rows checked against the data set's metadata, and the period against what
+    this DHIS2 release will do for this user, per org unit (``preflight.check``): its
+    version and server time, the user's authorities, the strict org unit setting and,
+    for an expired period, its lock exceptions."""
     info = dhis2.system_info()
     meta = dhis2.data_set(data_set)
     iso = (info.calendar or "iso8601").lower() == "iso8601"
-    now = info.server_date or utcnow().replace(tzinfo=None)
-    pre = check(meta, data_set, period, rows, now, check_locks=iso)
+    server = Server(
+        version=info.version_tuple,
+        now=info.server_date or utcnow().replace(tzinfo=None),
+        iso_calendar=iso,
+        authorities=dhis2.me().authorities if meta is not None else None,
+        strict_org_units=dhis2.strict_org_units() if meta is not None else None,
+    )
+    parsed = _parsed(period)
+    if meta is not None and parsed is not None and needs_lock_exceptions(meta, parsed, server):
+        server = replace(server, lock_exceptions=dhis2.lock_exceptions(data_set, period))
+    pre = check(meta, data_set, period, rows, server)
     if meta is not None and not iso:
         pre.findings.append(
             Finding(
@@ -360,6 +374,13 @@ def preflight(dhis2: Dhis2Client, data_set: str, period: str, rows: list[DataVal
             )
         )
     return pre
+
+
+def _parsed(period: str) -> Period | None:
+    try:
+        return Period.parse(period)
+    except PeriodError:
+        return None
 
 
 def read_stored(
@@ -418,6 +439,7 @@ def post_plan(
     the rows it refused. A chunk that fails does not stop the next, except a 403 (the
     same for every chunk) or DHIS2 gone (``STOPS_THE_RUN``)."""
     result.values_unchanged = plan.unchanged
+    result.values_zero = plan.zeros
     result.values_sent = len(plan.send)
     result.values_cleared = plan.cleared
     size = dhis2.settings.chunk_size
@@ -438,16 +460,22 @@ def post_plan(
             continue
         _map_answer(result, answer, chunk, (number - 1) * size, tally, f"{number}/{len(sent)}")
     if tally.unattributed:
+        unsure = (
+            f" {len(result.unconfirmed)} rows are not confirmed: " if result.unconfirmed else " "
+        )
         result.preflight.append(
             Finding(
                 level="warning",
                 code="conflicts_unattributed",
-                message=f"{tally.unattributed} DHIS2 conflicts could not be matched to a row; "
-                "see the conflicts list.",
+                message=f"{tally.unattributed} DHIS2 conflicts could not be matched to a row."
+                + unsure
+                + "see the conflicts list; the next run compares and sends what is missing.",
             )
         )
-    result.delivered = plan.unchanged + (0 if dry_run else tally.accepted_engine)
-    problems = len(result.rejected) + result.chunks_failed + tally.unattributed
+    result.delivered = plan.unchanged + plan.zeros + (0 if dry_run else tally.accepted_engine)
+    problems = (
+        len(result.rejected) + len(result.unconfirmed) + result.chunks_failed + tally.unattributed
+    )
     ok = tally.accepted + plan.unchanged + (1 if nothing_to_do and not plan.send else 0)
     result.status = outcome(ok, problems)
     if result.status == "success":
@@ -508,6 +536,14 @@ def _map_answer(
     tally.unattributed += len(found.unattributed)
     result.rejected += [found.rejected[i] for i in sorted(found.rejected)]
     kept = [p for i, p in enumerate(chunk) if i not in found.rejected]
+    counted = answer.counts.imported + answer.counts.updated + answer.counts.deleted
+    if found.unattributed and counted < len(kept):
+        # a conflict that names no row (2.36) and fewer rows counted than sent: which
+        # rows DHIS2 kept is unknown, so none of them is called delivered (the next run
+        # reads what DHIS2 holds and sends what is missing)
+        result.unconfirmed += [p.ref for p in kept]
+        tally.accepted += counted  # DHIS2 took that many, which ones it does not say
+        return
     tally.accepted += len(kept)
     tally.accepted_engine += sum(p.from_engine for p in kept)
 
@@ -603,6 +639,7 @@ def _add_part(total: DataSetResult, part: DataSetResult) -> DataSetResult:
     for name in (
         "values_sent",
         "values_unchanged",
+        "values_zero",
         "values_cleared",
         "chunks_sent",
         "chunks_failed",
@@ -613,6 +650,7 @@ def _add_part(total: DataSetResult, part: DataSetResult) -> DataSetResult:
         c.model_copy(update={"indexes": [offset + i for i in c.indexes]}) for c in part.conflicts
     ]
     total.rejected += part.rejected
+    total.unconfirmed += part.unconfirmed
     total.dhis2_version = total.dhis2_version or part.dhis2_version
     if part.error and not total.error:
         total.error, total.error_status = part.error, part.error_status

@@ -16,7 +16,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
-from .dhis2_metadata import Combo, Key, ReadyValue, normalise_stored
+from .dhis2_metadata import Combo, Key, normalise_stored
+from .preflight import ReadyValue
 from .report import RowRef
 
 T = TypeVar("T")
@@ -35,7 +36,8 @@ class PushPlan(BaseModel):
     """The difference between what the engine computed and what DHIS2 holds."""
 
     send: list[Planned] = Field(default_factory=list)
-    unchanged: int = 0  # already in DHIS2 with this value (or a zero DHIS2 holds as nothing)
+    unchanged: int = 0  # already in DHIS2 with this value
+    zeros: int = 0  # zeros DHIS2 stores as no value, and holds none of: nothing to send
 
     @property
     def cleared(self) -> int:
@@ -85,7 +87,7 @@ def plan_push(
         combos = (row.categoryOptionCombo, row.attributeOptionCombo)
         if item.zero_insignificant:
             if current is None and not blind:
-                plan.unchanged += 1  # DHIS2 holds nothing, which is what a zero means
+                plan.zeros += 1  # DHIS2 holds nothing, which is what such a zero means
             else:
                 # "0" would be skipped before 2.36.7 and leave the old value; "" deletes on all
                 plan.send.append(_planned(_payload(*fields, *combos, ""), clear=True))

@@ -112,13 +112,20 @@ class DataSetResult(BaseModel):
     values_computed: int = 0
     values_sent: int = 0
     values_unchanged: int = 0  # already in DHIS2 with this value: not sent
+    # zeros of elements where DHIS2 stores no zero (zeroIsSignificant false), at keys
+    # DHIS2 holds nothing for: already right, nothing to send
+    values_zero: int = 0
     values_cleared: int = 0  # sent as deletions: DHIS2 held a value the engine no longer has
     chunks_sent: int = 0
     chunks_failed: int = 0
     counts: ImportCount = Field(default_factory=ImportCount)
     conflicts: list[Conflict] = Field(default_factory=list)
     rejected: list[RejectedRow] = Field(default_factory=list)
-    delivered: int = 0  # rows DHIS2 confirmed it holds after this run
+    # sent, not refused by any conflict DHIS2 tied to a row, but not counted as imported
+    # either (2.36 conflicts without a row): never called delivered
+    unconfirmed: list[RowRef] = Field(default_factory=list)
+    # rows DHIS2 holds as computed after this run: unchanged, zeros, and those it accepted
+    delivered: int = 0
     error: str | None = None
     error_status: int | None = None  # DHIS2's HTTP status behind ``error``, when it answered
     # what kind of failure ``error`` is (http.PeerError.kind: unreachable, timeout, tls,

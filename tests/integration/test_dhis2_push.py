@@ -52,12 +52,12 @@ def client(
     return Dhis2Client(settings, recorder=exchanges.append if exchanges is not None else None)
 
 
-def stored(server: Dhis2StandIn) -> dict[tuple[str, str, str], str]:
+def stored(server: Dhis2StandIn, period: str = PERIOD) -> dict[tuple[str, str, str], str]:
     values = requests.get(f"{server.url}/__standin__/values", timeout=10).json()
     return {
         (v["dataElement"], v["orgUnit"], v["categoryOptionCombo"]): v["value"]
         for v in values
-        if v["period"] == PERIOD
+        if v["period"] == period
     }
 
 
@@ -93,7 +93,8 @@ def test_first_push_imports_and_an_identical_second_push_writes_nothing(
 
     exchanges: list[Exchange] = []
     second = push(client(standin, exchanges), demo.DS_MONTHLY, PERIOD, rows([1.0, 2.0, 3.0, 4.0]))
-    assert (second.status, second.values_sent, second.values_unchanged) == ("success", 0, 6)
+    assert (second.status, second.values_sent, second.values_unchanged) == ("success", 0, 5)
+    assert second.values_zero == 1 and second.delivered == 6  # the zero DHIS2 stores as nothing
     assert not [e for e in exchanges if e.method == "POST"]
     assert stored(standin) == held
 
@@ -125,12 +126,17 @@ def test_refused_rows_are_reported_row_by_row(standin: Dhis2StandIn) -> None:
     assert len(stored(standin)) == 5
 
 
-def test_a_period_not_open_yet_is_refused_before_posting(standin: Dhis2StandIn) -> None:
-    exchanges: list[Exchange] = []
-    result = push(client(standin, exchanges), demo.DS_MONTHLY, "202411", rows([1, 2, 3, 4]))
+def test_a_period_not_open_yet_is_predicted_then_refused_by_dhis2_row_by_row(
+    standin: Dhis2StandIn,
+) -> None:
+    """The preflight says it; DHIS2 decides (E7641 per row); nothing is stored."""
+    result = push(client(standin), demo.DS_MONTHLY, "202411", rows([1, 2, 3, 4]))
     assert result.status == "error"
     assert [f.code for f in result.preflight] == ["period_not_open_yet"]
-    assert not [e for e in exchanges if e.method == "POST"]
+    assert result.rejected and result.delivered == result.values_zero
+    assert {r.errorCode for r in result.rejected} <= {"E7641", None}  # 2.36 has no codes
+    assert all("202411" in r.reason for r in result.rejected)
+    assert stored(standin, "202411") == {}
 
 
 def test_a_dry_run_changes_nothing(standin: Dhis2StandIn) -> None:

@@ -23,16 +23,6 @@ JAN = Month(2024, 1)
 DEFAULT = dep.DEFAULT_COC
 
 
-@pytest.fixture
-def cht_db(couch):
-    """A fresh medic database holding the demo deployment (Jan and Feb 2024)."""
-    deployment = dep.build(["2024-01", "2024-02"])
-    name = f"medic-e2e-{id(deployment)}"
-    couch.create_db(name)
-    couch.bulk(name, deployment.docs)
-    return name
-
-
 def standin(version: str, metadata=None, **kw) -> Dhis2StandIn:
     return Dhis2StandIn(metadata=metadata, version=version, **kw).start()
 
@@ -190,7 +180,10 @@ def test_rejected_rows_are_reported_row_by_row(couch, cht_db, version):
         d2.stop()
 
 
-def test_locked_period_is_reported_before_posting(couch, cht_db):
+def test_a_locked_period_is_predicted_then_refused_by_dhis2_row_by_row(couch, cht_db):
+    """Expired, no lock exception, a user without F_EDIT_EXPIRED: the preflight says so,
+    posts all the same (it must never block what DHIS2 might accept), and DHIS2's E7640
+    per row makes the run Failed with nothing stored."""
     metadata = copy.deepcopy(dep.dhis2_metadata())
     for ds in metadata["dataSets"]:
         ds["expiryDays"] = 10
@@ -198,10 +191,13 @@ def test_locked_period_is_reported_before_posting(couch, cht_db):
     try:
         report = execute(RunRequest(periods=[JAN]), config(couch, cht_db, d2))
         assert report.status == "Failed"
-        assert posts(d2) == 0
+        assert posts(d2) > 0 and held(d2) == {}
         for result in report.results:
             assert result.status == "error"
-            assert any(f.level == "error" and "202401" in f.message for f in result.preflight)
+            assert any(
+                f.code == "period_expired" and "202401" in f.message for f in result.preflight
+            )
+            assert result.rejected and {r.errorCode for r in result.rejected} == {"E7640"}
     finally:
         d2.stop()
 

@@ -30,6 +30,9 @@ OU, OU2 = "DiszpKrYNg8", "Rp268JB6Ne4"
 DEFAULT = "HllvX50cXC0"
 PERIOD = "202410"
 INFO = f"{BASE}/api/system/info"
+ME = f"{BASE}/api/me"
+STRICT = f"{BASE}/api/systemSettings/keyDataImportStrictOrganisationUnits"
+LOCKS = f"{BASE}/api/lockExceptions"
 META = f"{BASE}/api/dataSets/{DS}"
 DVS = f"{BASE}/api/dataValueSets"
 PASSWORD = "s3cret-Pa55"  # noqa: S105 - a test credential
@@ -89,10 +92,18 @@ def serve_dhis2(
     info = example("constructed_get_system_info_nonsuperuser_241.json")
     info["version"] = version
     mock.get(INFO, json=info)
+    serve_user(mock)
     mock.get(META, json=example("constructed_get_dataSet_with_fields.json"))
     mock.get(DVS, json={"dataSet": DS, "dataValues": held or []})
     for status, body in imports or [(200, example("constructed_241_200_success_first_post.json"))]:
         mock.post(DVS, status=status, json=body)
+
+
+def serve_user(mock: responses.RequestsMock, authorities: list[str] | None = None) -> None:
+    """What the preflight asks once per run: the user's authorities, the strict setting."""
+    mock.get(ME, json={"username": "mediator", "authorities": authorities or ["F_DATAVALUE_ADD"]})
+    mock.get(STRICT, json={"keyDataImportStrictOrganisationUnits": False})
+    mock.get(LOCKS, json={"lockExceptions": []})
 
 
 def held_value(de: str, value: str, ou: str = OU, coc: str = DEFAULT) -> dict[str, Any]:
@@ -162,7 +173,8 @@ def test_basic_credentials_are_sent_up_front_and_never_recorded(
     push(h.client, DS, PERIOD, [dv(MEASLES, 3)])
     expected = "Basic " + base64.b64encode(f"mediator:{PASSWORD}".encode()).decode()
     assert all(c.request.headers["Authorization"] == expected for c in mock.calls)
-    assert len(h.exchanges) == len(mock.calls) == 4  # info, metadata, read, post
+    # info, user, strict setting, metadata, read, post
+    assert len(h.exchanges) == len(mock.calls) == 6
     recorded = json.dumps([e.model_dump(mode="json") for e in h.exchanges])
     assert PASSWORD not in recorded
     assert expected.split(" ")[1] not in recorded
@@ -361,14 +373,44 @@ def test_a_missing_data_set_is_a_finding_and_nothing_is_posted(
     assert h.calls("POST", DVS) == [] and h.calls("GET", DVS) == []
 
 
-def test_a_locked_period_blocks_before_posting(mock: responses.RequestsMock) -> None:
-    serve_dhis2(mock)
+def test_a_locked_period_is_predicted_and_posted_and_dhis2s_refusal_names_each_row(
+    mock: responses.RequestsMock,
+) -> None:
+    """The preflight may warn, never block: DHIS2 decides, row by row (E7640)."""
+    serve_dhis2(
+        mock,
+        imports=[
+            (
+                409,
+                conflict_241(
+                    0,
+                    "E7640",
+                    f"Current date is past expiry days for period: `202301`  and data set: `{DS}`",
+                    period="202301",
+                ),
+            )
+        ],
+    )
     h = Harness(mock)
     result = push(h.client, DS, "202301", [dv(MEASLES, 1)])
-    assert result.status == "error"
-    assert result.error is not None and "202301" in result.error
-    assert [f.code for f in result.preflight] == ["period_expired"]
-    assert h.calls("POST", DVS) == []
+    (predicted,) = [f for f in result.preflight if f.code == "period_expired"]
+    assert predicted.level == "warning" and "will refuse the values at " + OU in predicted.message
+    assert len(h.calls("POST", DVS)) == 1  # posted all the same
+    assert [(r.orgUnit, r.errorCode) for r in result.rejected] == [(OU, "E7640")]
+    assert result.status == "error" and result.delivered == 0
+
+
+def test_a_user_who_may_edit_expired_data_is_not_told_the_period_is_locked(
+    mock: responses.RequestsMock,
+) -> None:
+    info = example("constructed_get_system_info_nonsuperuser_241.json")
+    mock.get(INFO, json=info)
+    serve_user(mock, authorities=["F_DATAVALUE_ADD", "F_EDIT_EXPIRED"])
+    mock.get(META, json=example("constructed_get_dataSet_with_fields.json"))
+    h = Harness(mock)
+    pre = preflight(h.client, DS, "202301", [dv(MEASLES, 1)])
+    assert [f.code for f in pre.findings] == []
+    assert h.calls("GET", LOCKS) == []  # exceptions only matter to users who lack it
 
 
 def test_rows_refused_by_preflight_are_reported_and_the_rest_is_sent(
@@ -422,7 +464,8 @@ def test_an_identical_second_push_sends_nothing(mock: responses.RequestsMock) ->
     rows = [dv(MEASLES, 12.0), dv(DYSENTERY, 2.5), dv(CHOLERA, 0), dv(MEASLES, 0, ou=OU2)]
     result = push(h.client, DS, PERIOD, rows)
     assert h.calls("POST", DVS) == []
-    assert (result.values_sent, result.values_unchanged, result.values_cleared) == (0, 4, 0)
+    assert (result.values_sent, result.values_unchanged, result.values_cleared) == (0, 3, 0)
+    assert result.values_zero == 1  # the zero at OU2, where DHIS2 holds nothing
     assert result.status == "success" and result.delivered == 4
 
 
@@ -485,7 +528,9 @@ def test_a_zero_where_dhis2_holds_nothing_sends_nothing(mock: responses.Requests
     h = Harness(mock)
     result = push(h.client, DS, PERIOD, [dv(MEASLES, 0), dv(DYSENTERY, 0.0)])
     assert h.calls("POST", DVS) == []
-    assert result.values_unchanged == 2 and result.status == "success"
+    # not "unchanged": zeros DHIS2 keeps as no value, already right
+    assert result.values_zero == 2 and result.values_unchanged == 0
+    assert result.status == "success" and result.delivered == 2
 
 
 def test_reads_are_batched_to_keep_urls_short(mock: responses.RequestsMock) -> None:
@@ -510,6 +555,7 @@ def test_a_read_refused_for_a_batch_falls_back_to_single_org_units(
     mock: responses.RequestsMock,
 ) -> None:
     mock.get(INFO, json=example("constructed_get_system_info_nonsuperuser_241.json"))
+    serve_user(mock)
     mock.get(META, json=example("constructed_get_dataSet_with_fields.json"))
 
     def read(request: Any) -> tuple[int, dict[str, str], str]:

@@ -15,14 +15,9 @@ from typing import Any
 import pytest
 
 from devstack import deployment as demo
-from mediator.dhis2_metadata import (
-    DataSetMeta,
-    check,
-    format_number,
-    normalise_stored,
-    value_problem,
-)
+from mediator.dhis2_metadata import DataSetMeta, format_number, normalise_stored, value_problem
 from mediator.models import DataValue
+from mediator.preflight import check
 
 EXAMPLES = Path(__file__).parent / "dhis2_examples"
 NOW = datetime(2024, 11, 15, 10, 0, 0)  # the examples' server date
@@ -141,10 +136,14 @@ def test_unassigned_org_units_are_a_warning_and_their_values_still_go() -> None:
         ),
     ],
 )
-def test_locked_periods_block_before_posting(period: str, meta: dict[str, Any], code: str) -> None:
+def test_locked_periods_are_predicted_but_never_block(
+    period: str, meta: dict[str, Any], code: str
+) -> None:
+    """A preflight may warn; DHIS2 decides (its conflicts come back per row)."""
     pre = check(reference_meta(**meta), DS, period, [dv(MEASLES, 1)], NOW)
-    assert pre.blocked
+    assert not pre.blocked and len(pre.ready) == 1
     assert codes(pre) == [code]
+    assert pre.findings[0].level == "warning"
     assert period in pre.findings[0].message
 
 

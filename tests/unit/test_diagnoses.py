@@ -140,10 +140,20 @@ def test_an_unassigned_org_unit_says_where_to_assign_it_or_which_place_to_untag(
     assert f"CHT places {PLACE}" in diagnosis.fix
 
 
-def test_a_locked_period_says_which_setting_to_change():
-    finding = Finding(level="error", code="period_expired", message="", ids=[DS, PE])
-    (diagnosis,) = diagnose(report(result(status="error", preflight=[finding])))
-    assert "Expiry days" in diagnosis.fix and "F_EDIT_EXPIRED" in diagnosis.fix
+def test_a_locked_period_says_what_unblocks_it():
+    """DHIS2's own E7640 per row is what is diagnosed; the preflight's prediction is said
+    in the report only (a prediction may be wrong: DHIS2 decides)."""
+    e7640 = Conflict(
+        object=PE,
+        objects={"period": PE, "dataSet": DS},
+        value=f"Current date is past expiry days for period: `{PE}`  and data set: `{DS}`",
+        errorCode="E7640",
+    )
+    (diagnosis,) = diagnose(report(result(status="error", conflicts=[e7640])))
+    for words in ("Expiry days", "F_EDIT_EXPIRED", "lock exception"):
+        assert words in diagnosis.fix
+    predicted = Finding(level="warning", code="period_expired", message="", ids=[DS, PE])
+    assert diagnose(report(result(status="success", preflight=[predicted]))) == []
 
 
 @pytest.mark.parametrize(
@@ -243,14 +253,87 @@ def test_an_unreachable_peer_is_first_suggested_to_be_down():
 
 def test_a_period_not_open_yet_asks_no_one_to_sync():
     missing = [OrgUnitCoverage(orgUnit=OU, places=[PLACE], expected=12, synced=0, missing=["chw1"])]
-    future = Finding(level="error", code="period_not_open_yet", message="not open", ids=[DS])
+    future = Finding(level="warning", code="period_not_open_yet", message="not open", ids=[DS])
     run = report(
-        result(status="error", preflight=[future], coverage=missing, users_synced=0),
+        result(status="error", conflicts=[extended("E7641")], coverage=missing, users_synced=0),
+        result(status="warning", preflight=[future], coverage=missing, users_synced=0),
         result(status="error", coverage=missing, users_synced=0, months=["2999-01"]),
     )
     kinds = [d.kind for d in diagnose(run)]
-    assert "period_not_open_yet" in kinds
+    assert "E7641" in kinds
     assert "cht_users_not_synced" not in kinds
     # a period that is over still names who is missing
     (over,) = diagnose(report(result(status="success", coverage=missing, users_synced=0)))
     assert over.kind == "cht_users_not_synced"
+
+
+# Every (object, value) conflict 2.36.13.2 writes for a data value import, verbatim from
+# its DefaultDataValueSetService (the DHIS2 stand-in's 2.36 texts, cited there line by
+# line): none may go unrecognised, or its rows could pass for delivered.
+AOC, DS2, USER = "HllvX50cXC0", "pBOMPrpg1QX", "admin"
+TEXTS_236_VERBATIM = [
+    (DS2, "Data set not found or not accessible", "E7600"),
+    (DS2, f"User does not have write access for DataSet: {DS2}", "E7601"),
+    ("DATA_IMPORT_STRICT_DATA_ELEMENTS", "A valid dataset is required", "E7602"),
+    (OU, "Org unit not found or not accessible", "E7603"),
+    (AOC, "Attribute option combo not found or not accessible", "E7604"),
+    (DE, "Data element not found or not accessible", "E7610"),
+    ("2024W99", "Period not valid", "E7611"),
+    (OU, "Organisation unit not found or not accessible", "E7612"),
+    (COC, "Category option combo not found or not accessible for writing data", "E7613"),
+    ("dataValueSet", "User has no data write access for CategoryOption: CoUnder20aa", "E7614"),
+    (AOC, "Attribute option combo not found or not accessible for writing data", "E7615"),
+    (OU, f"Organisation unit not in hierarchy of current user: {USER}", "E7617"),
+    ("Value", f"Data value or comment not specified for data element: {DE}", "E7618"),
+    ("2.5", f"Data value is not an integer, must match data element type: {DE}", "E7619"),
+    ("-1", f"value_not_zero_or_positive_integer, must match data element type: {DE}", "E7619"),
+    ("Comment", "Comment is greater than max length", "E7620"),
+    ("9", f"Data value is not a valid option of the data element option set: {DE}", "E7621"),
+    ("3", "Category option combo is required but is not specified", "E7630"),
+    ("3", "Attribute option combo is required but is not specified", "E7631"),
+    ("2024W5", f"Period type of period: 2024W5 not valid for data element: {DE}", "E7632"),
+    (
+        "DATA_IMPORT_STRICT_DATA_ELEMENTS",
+        f"Data element: {DE} is not part of dataset: {DS2}",
+        "E7633",
+    ),
+    (
+        COC,
+        f"Category option combo: {COC} must be part of category combo of data element: {DE}",
+        "E7634",
+    ),
+    (
+        AOC,
+        f"Attribute option combo: {AOC} must be part of category combo of data sets of data "
+        f"element: {DE}",
+        "E7635",
+    ),
+    (
+        OU,
+        f"Data element: {DE} must be assigned through data sets to organisation unit: {OU}",
+        "E7636",
+    ),
+    ("mediator", "Stored by is greater than max length", "E7637"),
+    (OU, f"Period: 202401 is not within date range of attribute option combo: {AOC}", "E7638"),
+    (OU, f"Organisation unit: {OU} is not valid for attribute option combo: {AOC}", "E7639"),
+    ("202401", f"Current date is past expiry days for period 202401 and data set: {DS2}", "E7640"),
+    (
+        "202412",
+        f"Period: 202412 is after latest open future period: 202411 for data element: {DE}",
+        "E7641",
+    ),
+    (
+        OU,
+        f"Data is already approved for data set: {DS2} period: 202401 organisation unit: {OU} "
+        f"attribute option combo: {AOC}",
+        "E7642",
+    ),
+    (OU, f"Period: 202401 is not open for this data set at this time: {DS2}", "E7643"),
+    (OU, "Period 202401 does not conform to the open periods of associated data sets", "E7644"),
+    (DE, "No data value for file resource exist for the given combination", "E7645"),
+]
+
+
+@pytest.mark.parametrize(("obj", "text", "code"), TEXTS_236_VERBATIM)
+def test_every_236_conflict_text_maps_to_its_code(obj, text, code):
+    assert conflict_code(Conflict(object=obj, value=text)) == code
