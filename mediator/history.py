@@ -51,7 +51,7 @@ class ResultSummary(BaseModel):
     updated: int = 0
     ignored: int = 0
     deleted: int = 0
-    unchanged: int = 0  # already in DHIS2 with this value (or a zero DHIS2 stores as nothing)
+    unchanged: int = 0  # already in DHIS2 with this value: not sent
     rejected: int = 0
     users_expected: int = 0
     users_synced: int = 0

@@ -230,8 +230,7 @@ def text(report: RunReport, request: RunRequest, names: Mapping[str, str] | None
     if report.results:
         lines += table(report, names)
         lines.append(
-            "  (rows of data values; unchanged: already in DHIS2 with this value, or a zero "
-            "DHIS2 stores as nothing)"
+            "  (rows of data values; unchanged: already in DHIS2 with this value, not sent)"
         )
     problems = problem_lines(report.diagnoses)
     if problems:

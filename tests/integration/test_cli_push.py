@@ -148,8 +148,13 @@ def test_the_json_report_has_the_http_answers_status_totals_and_resume(env, caps
     assert report["resume"] == []
     # per result, the fields the guide documents
     for result in report["results"]:
-        assert {"values_sent", "values_unchanged", "values_cleared", "delivered"} <= set(result)
-        assert result["delivered"] == result["values_sent"] + result["values_unchanged"]
+        documented = {"values_sent", "values_unchanged", "values_zero", "delivered"}
+        assert documented <= set(result)
+        sent, unchanged, zeros = (
+            result[k] for k in ("values_sent", "values_unchanged", "values_zero")
+        )
+        assert result["delivered"] == sent + unchanged + zeros
+        assert unchanged == 0  # a first push into an empty DHIS2: nothing was already there
     assert err.splitlines()[-1].startswith("Pushed 2 of 2:")
 
 
