@@ -35,6 +35,10 @@ install() {
     npm ci --no-audit --no-fund --loglevel=error
     echo "$stamp" > .venv/.installed
   fi
+  # the real OpenHIM core 8.5.0 and console 1.18.2, built once per release archive
+  # into .cache/ (git-ignored); a no-op when already built
+  .venv/bin/python -m devstack.openhim_core install >/dev/null
+  .venv/bin/python -m devstack.openhim_console install >/dev/null
 }
 
 case "${1:-}" in

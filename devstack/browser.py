@@ -45,8 +45,10 @@ def chromium_page(
     http_credentials: tuple[str, str] | None = None,
     width: int = 1200,
     height: int = 900,
+    ignore_https_errors: bool = False,
 ) -> Iterator[Page]:
-    """A page in a fresh headless Chromium with a throw-away profile."""
+    """A page in a fresh headless Chromium with a throw-away profile
+    (``ignore_https_errors``: accept self-signed certificates, dev stack only)."""
     from playwright.sync_api import sync_playwright
 
     with (
@@ -60,6 +62,7 @@ def chromium_page(
             chromium_sandbox=False,  # adds --no-sandbox: Chromium's sandbox refuses root
             args=CHROMIUM_ARGS,
             viewport={"width": width, "height": height},
+            ignore_https_errors=ignore_https_errors,
             http_credentials=(
                 {"username": http_credentials[0], "password": http_credentials[1]}
                 if http_credentials

@@ -1,10 +1,13 @@
 """``python -m mediator demo``: the whole local stack, the monthly channel fired once.
 
-Starts the CouchDB server seeded with a demo CHT deployment, the DHIS2 and
-OpenHIM stand-ins and the mediator (registered with OpenHIM, channels installed),
-fires the monthly polling channel as OpenHIM would, and prints what an operator
-sees in the console: the transaction status, its properties and the import
-counts. Then fires it again to show that a re-run writes nothing twice.
+Starts the CouchDB server seeded with a demo CHT deployment, the DHIS2 stand-in,
+the real OpenHIM core 8.5.0 (``devstack/openhim_core.py``) and the mediator, which
+registers with core as its own OpenHIM user. Installs the mediator's channels
+and saves them as an operator does in the console (saving schedules the polling
+channel), lets core's own polling scheduler fire the monthly channel now, and
+prints the transaction as core stored it: status, properties, orchestrations.
+Then re-runs it from core's ``/tasks``, as the console's Re-run button does, to
+show that a re-run writes nothing twice.
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ def export_block(stack: LocalStack, period: Month) -> str:
         **{k: v for k, v in stack.env.items() if k.startswith(("CHT_", "DHIS2_", "OPENHIM_"))},
         "MEDIATOR_STATE_DIR": stack.env.get("MEDIATOR_STATE_DIR", ""),
         "MEDIATOR_LOCK_DIR": stack.env.get("MEDIATOR_LOCK_DIR", ""),
+        # core's API serves its bundled self-signed certificate, made for the name
+        # localhost: curl trusts it as the guide's --cacert would (CURL_CA_BUNDLE)
+        "OPENHIM_URL": stack.openhim.url.replace("127.0.0.1", "localhost"),
+        "CURL_CA_BUNDLE": str(stack.openhim.certificate),
         "OPENHIM_ROUTER": stack.openhim.router_url,
         "CLIENT": f"{ADMIN_CLIENT}:{ADMIN_CLIENT_PASSWORD}",
         "MEDIATOR": stack.mediator_url,
@@ -120,25 +127,34 @@ def run_demo(keep: bool = False) -> int:
             f"{stack.env['CHT_USERNAME']}, online non-admin)"
         )
         print(f"DHIS2 stand-in:  {stack.dhis2.url}  (version {stack.dhis2_version})")
-        print(f"OpenHIM API:     {stack.openhim.url}")
+        print(f"OpenHIM core:    {stack.openhim.url}  (8.5.0; the mediator logs in as")
+        print(f"                 {stack.env['OPENHIM_USERNAME']}, an admin user of its own)")
         print(f"mediator:        {stack.mediator_url}/push  /health")
 
+        print("core's polling scheduler fires the monthly channel now...")
         tx = stack.openhim.fire_polling_channel(polling["_id"])
-        _print_transaction(f"monthly channel fired: {polling['name']}", tx)
+        _print_transaction(f"monthly channel fired by core: {polling['name']}", tx)
         print(f"\n{_held_for(stack, last)}")
-        tx2 = stack.openhim.fire_polling_channel(polling["_id"])
-        _print_transaction("fired again (a rerun must write nothing twice)", tx2)
+        tx2 = stack.openhim.rerun(tx["_id"])
+        _print_transaction("re-run from core's /tasks (must write nothing twice)", tx2)
         ok = tx.get("status") == "Successful" and tx2.get("status") == "Successful"
         if keep:
-            print(
-                "\nThe stack keeps running. In another shell, in this checkout, paste these "
-                "lines; then every block of docs/operator-guide.md runs as written:\n\n"
-                f"{export_block(stack, last)}\n"
-                f"The status page: {stack.mediator_url}/ (command-line runs appear on it too).\n"
-                "Ctrl-C (or SIGTERM) stops the stack.",
-                flush=True,
-            )
-            _wait_for_stop()
+            from .openhim_console import ConsoleServer
+
+            with ConsoleServer(stack.openhim) as console:
+                print(
+                    "\nThe stack keeps running. In another shell, in this checkout, paste "
+                    "these lines; then every block of docs/operator-guide.md runs as written:\n\n"
+                    f"{export_block(stack, last)}\n"
+                    f"The status page: {stack.mediator_url}/ (command-line runs appear on it "
+                    "too).\n"
+                    f"OpenHIM console 1.18.2: {console.url} (self-signed; accept core's too at\n"
+                    f"  {stack.openhim.url}); log in as root@openhim.org / openhim-password,\n"
+                    "  and the console asks for a new password.\n"
+                    "Ctrl-C (or SIGTERM) stops the stack.",
+                    flush=True,
+                )
+                _wait_for_stop()
         return 0 if ok else 1
     except Exception as exc:  # noqa: BLE001 - a demo says what failed, in one line
         print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)

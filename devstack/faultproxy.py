@@ -16,9 +16,13 @@ Kinds:
 - ``truncate``: forward, then send the headers and only part of the body before
   closing the connection (a page that fails mid-way).
 - ``delay``: sleep ``seconds``, then forward.
+- ``hold``: wait until ``rule.release`` is set (``seconds`` at most, 60 if 0), then
+  forward: a test decides when the answer comes, instead of guessing a delay.
 - ``rewrite``: forward, then replace the body with ``rewrite(body)``.
 
-Every request is recorded in ``log`` (method, path, query, status, rule kind).
+Every request is recorded in ``log`` (method, path, query, status, rule kind, and
+when it came in and was answered, on the monotonic clock). An https upstream with
+a self-signed certificate (OpenHIM core's API) needs ``verify=False``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import requests
 
 from .net import ServerThread
 
-KINDS = {"status", "drop", "truncate", "delay", "rewrite"}
+KINDS = {"status", "drop", "truncate", "delay", "hold", "rewrite"}
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 
 
@@ -51,6 +55,7 @@ class Rule:
     body: bytes = b'{"error":"injected","reason":"fault proxy"}'
     seconds: float = 0.0
     rewrite: Callable[[bytes], bytes] | None = None
+    release: threading.Event = field(default_factory=threading.Event)
     fired: int = 0
 
     def matches(self, method: str, path: str, query: str) -> bool:
@@ -66,11 +71,14 @@ class Seen:
     query: str
     status: int | None = None
     fault: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
 
 
 @dataclass
 class FaultProxy:
     upstream: str
+    verify: bool | str = True
     rules: list[Rule] = field(default_factory=list)
     log: list[Seen] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -140,7 +148,7 @@ class FaultProxy:
             start_response("500 Dropped", [("Content-Length", "0")])
             return [b""]
         if rule is not None and rule.kind == "status":
-            seen.status = rule.status
+            seen.status, seen.ended = rule.status, time.monotonic()
             start_response(
                 f"{rule.status} Injected",
                 [("Content-Type", "application/json"), ("Content-Length", str(len(rule.body)))],
@@ -148,6 +156,8 @@ class FaultProxy:
             return [rule.body]
         if rule is not None and rule.kind == "delay":
             time.sleep(rule.seconds)
+        if rule is not None and rule.kind == "hold":
+            rule.release.wait(rule.seconds or 60.0)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         data = environ["wsgi.input"].read(length) if length else None
         headers = {
@@ -159,13 +169,24 @@ class FaultProxy:
             headers["Content-Type"] = environ["CONTENT_TYPE"]
         headers.pop("Host", None)
         url = self.upstream.rstrip("/") + path + (f"?{query}" if query else "")
-        answer = requests.request(
-            method, url, data=data, headers=headers, timeout=60, allow_redirects=False
-        )
+        try:
+            answer = requests.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=60,
+                allow_redirects=False,
+                verify=self.verify,
+            )
+        except requests.ConnectionError:  # upstream down: as a gateway says it
+            seen.status, seen.ended = 502, time.monotonic()
+            start_response("502 Bad Gateway", [("Content-Length", "0")])
+            return [b""]
         body = answer.content
         if rule is not None and rule.kind == "rewrite" and rule.rewrite is not None:
             body = rule.rewrite(body)
-        seen.status = answer.status_code
+        seen.status, seen.ended = answer.status_code, time.monotonic()
         out = [(k, v) for k, v in answer.headers.items() if k.lower() not in _HOP]
         out.append(("Content-Length", str(len(body))))
         start_response(f"{answer.status_code} {answer.reason}", out)

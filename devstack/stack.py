@@ -1,7 +1,8 @@
-"""The whole local stack on loopback: CouchDB (CHT) behind CHT's API (``cht_api``), DHIS2
-and OpenHIM stand-ins, and the mediator itself, registered with OpenHIM as it would be in
-production. The mediator reads CHT through the API front as the online non-admin
-integration user; the CHWs are offline users made through CHT's users API.
+"""The whole local stack on loopback: CouchDB (CHT) behind CHT's API (``cht_api``), the
+DHIS2 stand-in, the real OpenHIM core 8.5.0 (``openhim_core.py``), and the mediator itself,
+registered with OpenHIM as it would be in production, as its own OpenHIM user (never root).
+The mediator reads CHT through the API front as the online non-admin integration user;
+the CHWs are offline users made through CHT's users API.
 
 Used by the demo and the end-to-end tests.
 """
@@ -12,17 +13,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from . import deployment as dep
 from .cht_api import INTEGRATION_PASSWORD, INTEGRATION_USER, ChtApiFront
 from .couchdb import CouchServer
 from .dhis2_standin import Dhis2StandIn
 from .net import ServerThread, free_port, wait_for
-from .openhim_standin import Client, OpenhimStandIn
+from .openhim_core import MEDIATOR_EMAIL, MEDIATOR_PASSWORD, OpenhimCore
 
 DHIS2_USER, DHIS2_PASSWORD = "admin", "district"
-OPENHIM_USER, OPENHIM_PASSWORD = "root@openhim.org", "openhim-password"
+# the mediator's own OpenHIM user (admin group), which OpenhimCore makes at first start
+OPENHIM_USER, OPENHIM_PASSWORD = MEDIATOR_EMAIL, MEDIATOR_PASSWORD
 ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD = "hrio-console", "hrio-Pa55"
 
 
@@ -37,11 +37,12 @@ class LocalStack:
     cht: ChtApiFront | None = None
     conflicts: dep.Conflicts | None = None
     dhis2: Dhis2StandIn | None = None
-    openhim: OpenhimStandIn | None = None
+    openhim: OpenhimCore | None = None
     deployment: dep.Deployment | None = None
     env: dict[str, str] = field(default_factory=dict)
     openhim_down_at_start: bool = False  # to show registration surviving it
     _own_couch: bool = True
+    _own_openhim: bool = True
     _mediator: ServerThread | None = None
     _scheduler: Any = None
     _agent: Any = None
@@ -61,11 +62,13 @@ class LocalStack:
         if self.cht_conflicts:
             self.conflicts = dep.seed_conflicts(self.couch, self.db, self.deployment)
         self.dhis2 = Dhis2StandIn(version=self.dhis2_version).start()
-        self.openhim = OpenhimStandIn(
-            clients=[Client(ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD, roles=["cht-dhis2-admin"])]
-        ).start()
+        if self.openhim is None:
+            self.openhim = OpenhimCore().start()
+        else:
+            self._own_openhim = False  # a shared core (tests): reset by its fixture
+        self.openhim.add_client(ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD, ["cht-dhis2-admin"])
         if self.openhim_down_at_start:
-            self.openhim.down()
+            self.openhim.stop()
         port = free_port()
         self.env = {
             "CHT_URL": self.cht.url,
@@ -78,6 +81,8 @@ class LocalStack:
             "OPENHIM_URL": self.openhim.url,
             "OPENHIM_USERNAME": OPENHIM_USER,
             "OPENHIM_PASSWORD": OPENHIM_PASSWORD,
+            # core's bundled self-signed certificate (CN=localhost, no subjectAltName)
+            "OPENHIM_TRUST_SELF_SIGNED": "true",
             "MEDIATOR_HOST": "127.0.0.1",
             "MEDIATOR_PORT": str(port),
             **self.extra_env,
@@ -118,27 +123,31 @@ class LocalStack:
 
     def install_channels(self, urn: str) -> list[dict[str, Any]]:
         """Install the mediator's default channels, then edit and save each once, as an
-        operator does in the console: point the routes at where the mediator runs, and
-        saving makes OpenHIM schedule the polling channel (installing alone does not)."""
+        operator does in the console: point the routes at where the mediator runs (with
+        the push endpoint's credentials when it has some), and saving makes core
+        schedule the polling channel (installing alone does not)."""
         assert self.openhim is not None
         names = [c["name"] for c in self.openhim.mediator(urn)["defaultChannelConfig"]]  # type: ignore[index]
-        self.openhim.install_channels(urn, names)
-        auth = (OPENHIM_USER, OPENHIM_PASSWORD)
+        have = {c["name"] for c in self.openhim.channels}
+        if [n for n in names if n not in have]:  # core refuses to install one twice
+            self.openhim.install_channels(urn, [n for n in names if n not in have])
         for channel in self.openhim.channels:
-            body = {k: v for k, v in channel.items() if not k.startswith("_") or k == "_id"}
-            for route in body.get("routes", []):
+            for route in channel.get("routes", []):
                 route["host"] = self.env["MEDIATOR_HOST"]
                 route["port"] = int(self.env["MEDIATOR_PORT"])
-            requests.put(
-                f"{self.openhim.url}/channels/{channel['_id']}", json=body, auth=auth, timeout=10
-            ).raise_for_status()
+                if self.env.get("MEDIATOR_PUSH_USERNAME"):  # core sends them as Basic auth
+                    route["username"] = self.env["MEDIATOR_PUSH_USERNAME"]
+                    route["password"] = self.env["MEDIATOR_PUSH_PASSWORD"]
+            self.openhim.save_channel(channel)
         return self.openhim.channels
 
     def stop(self) -> None:
         self.stop_mediator()
-        parts: list[Any] = [self.openhim, self.dhis2, self.cht]
+        parts: list[Any] = [self.dhis2, self.cht]
         if self._own_couch:
             parts.append(self.couch)
+        if self._own_openhim and self.openhim is not None:
+            self.openhim.close()
         for part in parts:
             if part is not None:
                 try:

@@ -174,7 +174,14 @@ class OpenhimClient:
             )
         salt = (json_or_none(response) or {}).get("salt")
         if not isinstance(salt, str):
-            raise BadBody("OpenHIM", "OpenHIM /authenticate answer has no salt")
+            # core 8.5.0 answers 200 {"ts": …} without a salt for a user made in the
+            # console (no token passport): token auth cannot work for that user
+            raise CredentialsRefused(
+                "OpenHIM",
+                "OpenHIM token auth: GET /authenticate/<user> gave no salt: this user has no "
+                "token passport (users made in the console on core 8.x): use OPENHIM_AUTH=basic",
+                status=response.status_code,
+            )
         return salt
 
     def _send(

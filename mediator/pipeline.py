@@ -79,7 +79,7 @@ def execute(
     RunBusyError when another run holds one of its (data set, period) pairs.
     ``transport``: DHIS2's, for tests."""
     _check_ids(request)
-    report = RunReport(run_id=uuid.uuid4().hex[:12], trigger=request.trigger)
+    report = RunReport(run_id=request.run_id or new_run_id(), trigger=request.trigger)
     report.dry_run = config.dry_run if request.dry_run is None else request.dry_run
     report.org_unit = request.org_unit
     if config.dhis2 is None:
@@ -147,6 +147,10 @@ def compute(
         return Computed(cht.data_sets, cht.jobs, cht.reads, cht.source_errors, cht.source_warnings)
     finally:
         cht.close()
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def _finish(report: RunReport) -> RunReport:

@@ -87,6 +87,7 @@ class RunRequest(BaseModel):
     org_unit: str | None = None
     dry_run: bool | None = None  # None: the configured default
     trigger: str = "cli"  # cli | openhim | http | schedule
+    run_id: str | None = None  # given when the trigger answers before the run (async)
 
     def __init__(self, /, **data: Any) -> None:
         """As pydantic's, but a refusal is a one-line RunInputError."""

@@ -39,7 +39,7 @@ from .jobs import Job
 from .locks import RunBusyError
 from .models import utcnow
 from .openhim import OpenhimAgent
-from .pipeline import compute, held
+from .pipeline import compute, held, new_run_id
 from .render import status_page
 from .report import RunReport
 from .run_request import RunInputError, RunRequest
@@ -269,10 +269,12 @@ class RunService:
             extra["rerun of"] = trigger.parent
         transaction = trigger.transaction
         if effective.async_mode and transaction and self.agent is not None:
+            # the run id the Processing answer names is the one its update will carry
+            request = request.model_copy(update={"run_id": new_run_id()})
             self.background(lambda: self._run_and_report(request, effective, transaction, extra))
             return processing_envelope(
                 urn=self.urn,
-                run_id=transaction,
+                run_id=request.run_id or "",
                 properties={**_asked(request), **extra},
                 now=self.clock(),
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import requests
 
 from devstack import cht_docs as d
-from devstack.browser import chromium_page, missing
+from devstack.browser import chromium_page
 from devstack.screenshot import PUSH_AUTH, STATUS_ENV, seed_runs
 from devstack.stack import LocalStack
 from mediator.periods import Month, Period
@@ -83,20 +82,11 @@ READ_PAGE = """() => {
 
 
 @pytest.fixture
-def browser_ready() -> None:
-    problem = missing()
-    if problem is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI must run the browser test, but {problem}")
-    pytest.skip(problem)
-
-
-@pytest.fixture
-def stack(couch: Any, browser_ready: None) -> Iterator[LocalStack]:
+def stack(couch: Any, openhim: Any, browser_ready: None) -> Iterator[LocalStack]:
     with LocalStack(
         months=[LAST.shift(-1).tag, LAST.tag],
         couch=couch,
+        openhim=openhim,  # the session's OpenHIM core
         db=f"medic-status-{next(_dbs)}",
         extra_env={"OPENHIM_HEARTBEAT_SECONDS": "0.3", **STATUS_ENV},
     ) as running:

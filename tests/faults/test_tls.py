@@ -1,7 +1,8 @@
 """TLS to CHT, DHIS2 and OpenHIM: verification is on by default, a custom CA bundle
 is supported, and turning verification off is explicit, per peer, and logged as a
-warning. The peers are the real stand-ins (and CouchDB through a proxy) served
-over HTTPS with a certificate signed by a CA made for the test with ``openssl``.
+warning. The peers are the DHIS2 stand-in (and CouchDB through a proxy) served
+over HTTPS with a certificate signed by a CA made for the test with ``openssl``,
+and the real OpenHIM core 8.5.0 with that certificate installed in its keystore.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from werkzeug.serving import make_server
 
 from devstack.dhis2_standin import Dhis2StandIn
 from devstack.faultproxy import FaultProxy
-from devstack.openhim_standin import OpenhimStandIn
+from devstack.openhim_core import OpenhimCore
 from mediator.config import OpenhimSettings, RuntimeConfig
 from mediator.console_config import load_registration
 from mediator.http import TlsFailed
@@ -113,11 +114,9 @@ class Https:
 def peers(couch, base_db, certs) -> Iterator[dict[str, Any]]:
     d2 = Dhis2StandIn(version="2.41.1")
     proxy = FaultProxy(couch.url)  # CouchDB behind TLS
-    openhim = OpenhimStandIn()
     servers = {
         "dhis2": Https(d2.app, certs),
         "cht": Https(proxy._wsgi, certs),
-        "openhim": Https(openhim.app, certs),
     }
     yield {"d2": d2, "urls": {k: s.url for k, s in servers.items()}, "db": base_db}
     for s in servers.values():
@@ -188,13 +187,23 @@ def test_turning_verification_off_is_explicit_per_peer_and_logged(couch, peers, 
     assert only_cht.cht.verify is False and only_cht.dhis2.verify is True
 
 
-def test_openhim_tls_default_bundle_and_self_signed_switch(peers, certs, caplog):
+@pytest.fixture(scope="module")
+def tls_core(certs) -> Iterator[OpenhimCore]:
+    """A core of its own (the session's keeps its bundled certificate) serving the
+    test CA's certificate, as ops install a real one in the console."""
+    with OpenhimCore() as core:
+        with open(certs["server.pem"]) as cert, open(certs["server.key"]) as key:
+            core.use_certificate(cert.read(), key.read())
+        yield core
+
+
+def test_openhim_tls_default_bundle_and_self_signed_switch(tls_core, certs, caplog):
     caplog.set_level(logging.WARNING)
     registration = load_registration()
     base = {
-        "OPENHIM_URL": peers["urls"]["openhim"],
-        "OPENHIM_USERNAME": "root@openhim.org",
-        "OPENHIM_PASSWORD": "openhim-password",
+        "OPENHIM_URL": tls_core.url,
+        "OPENHIM_USERNAME": tls_core.mediator_user[0],
+        "OPENHIM_PASSWORD": tls_core.mediator_user[1],
     }
     with pytest.raises(
         TlsFailed, match=r"TLS certificate verification failed for OpenHIM .*OPENHIM_CA_BUNDLE"
@@ -207,3 +216,4 @@ def test_openhim_tls_default_bundle_and_self_signed_switch(peers, certs, caplog)
     assert insecure.verify is False
     assert "OFF for OpenHIM" in caplog.text
     OpenhimClient(insecure).register(registration)
+    assert tls_core.mediator(registration["urn"]) is not None  # core stored it
