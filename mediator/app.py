@@ -168,7 +168,10 @@ def status() -> Response:
 
 @views.route("/health", methods=["GET"])
 def health() -> Response:
-    return _json(200, _service().health())
+    """200 while the next run could start; 503 when the configuration cannot work, so a
+    container's health check and a load balancer see it too (the body says why)."""
+    answer = _service().health()
+    return _json(200 if answer["status"] == "ok" else 503, answer)
 
 
 def http_error(exc: HTTPException) -> Response:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 from .report import Conflict, DataSetResult, Diagnosis, Finding, RunReport
 
@@ -61,12 +62,12 @@ CONFLICTS: dict[str, _Explain] = {
     "E7604": _Explain(
         "Attribute option combo not found (whole import)",
         "DHIS2 has no attribute option combo {aoc}; nothing was imported.",
-        "Fix attributeOptionCombo on CHT targets {targets}.",
+        "Correct attributeOptionCombo on CHT targets {targets}.",
     ),
     "E7610": _Explain(
         "Data element not found",
         "DHIS2 has no data element {de} (or the user cannot read it).",
-        "Fix dhis.dataElement on CHT targets {targets} (targets.js), or create the data "
+        "Correct dhis.dataElement on CHT targets {targets} (targets.js), or create the data "
         "element in DHIS2 and share it with the integration user.",
     ),
     "E7611": _Explain(
@@ -77,13 +78,13 @@ CONFLICTS: dict[str, _Explain] = {
     "E7612": _Explain(
         "Org unit unknown to DHIS2",
         "DHIS2 has no org unit {ou} (or the user cannot see it).",
-        "Fix or remove dhis.orgUnit on CHT place {places}, or create the org unit in DHIS2 "
+        "Correct or remove dhis.orgUnit on CHT place {places}, or create the org unit in DHIS2 "
         "(Maintenance → Organisation unit).",
     ),
     "E7613": _Explain(
         "Category option combo not found",
         "DHIS2 has no category option combo {coc}.",
-        "Fix categoryOptionCombo on CHT targets {targets}: use an id from the data "
+        "Correct categoryOptionCombo on CHT targets {targets}: use an id from the data "
         "element's category combo.",
     ),
     "E7614": _Explain(
@@ -94,7 +95,7 @@ CONFLICTS: dict[str, _Explain] = {
     "E7615": _Explain(
         "Attribute option combo not found",
         "DHIS2 has no attribute option combo {aoc}.",
-        "Fix attributeOptionCombo on CHT targets {targets}.",
+        "Correct attributeOptionCombo on CHT targets {targets}.",
     ),
     "E7616": _Explain(
         "Attribute option not writable",
@@ -152,12 +153,12 @@ CONFLICTS: dict[str, _Explain] = {
     "E7634": _Explain(
         "Category option combo outside the data element's category combo",
         "Category option combo {coc} is not part of the category combo of {de}.",
-        "Fix categoryOptionCombo on CHT targets {targets}.",
+        "Correct categoryOptionCombo on CHT targets {targets}.",
     ),
     "E7635": _Explain(
         "Attribute option combo outside the data set's category combo",
         "Attribute option combo {aoc} is not part of the category combo of data set {ds}.",
-        "Fix attributeOptionCombo on CHT targets {targets}, or the data set's attribute "
+        "Correct attributeOptionCombo on CHT targets {targets}, or the data set's attribute "
         "category combo.",
     ),
     "E7636": _Explain(
@@ -276,14 +277,14 @@ FINDINGS: dict[str, _Explain] = {
         "Category option combos outside their data element's category combo",
         "Category option combos {ids} do not belong to their data element's category combo; "
         "those rows were not sent.",
-        "Fix categoryOptionCombo on the CHT targets (ids from the data element's category "
+        "Correct categoryOptionCombo on the CHT targets (ids from the data element's category "
         "combo in DHIS2).",
     ),
     "attribute_option_combo_invalid": _Explain(
         "Attribute option combos outside the data set's category combo",
         "Attribute option combos {ids} do not belong to data set {ds}'s category combo; "
         "those rows were not sent.",
-        "Fix attributeOptionCombo on the CHT targets.",
+        "Correct attributeOptionCombo on the CHT targets.",
     ),
     "values_invalid": _Explain(
         "Values DHIS2 would refuse for their value type",
@@ -366,6 +367,7 @@ def conflict_code(conflict: Conflict) -> str | None:
 class _Context:
     result: DataSetResult
     places_by_unit: dict[str, list[str]]
+    trigger: str = "openhim"  # report.RunReport.trigger: says how to rerun
 
     def places(self, units: Iterable[str]) -> str:
         named = [p for u in units for p in self.places_by_unit.get(u, [])]
@@ -374,6 +376,13 @@ class _Context:
     def targets(self, elements: Iterable[str]) -> str:
         named = [t for de in elements for t in self.result.mapped_targets.get(de, [])]
         return _ids(named) or "(the CHT targets that map them)"
+
+
+def rerun_advice(trigger: str) -> str:
+    """How to redo a run, as the one who started it can."""
+    if trigger == "cli":
+        return "run the command the summary ends with (it redoes only what did not complete)"
+    return "rerun the transaction from the OpenHIM console"
 
 
 def _fill(text: str, ctx: _Context, ids: Mapping[str, list[str]], detail: str = "") -> str:
@@ -389,6 +398,7 @@ def _fill(text: str, ctx: _Context, ids: Mapping[str, list[str]], detail: str = 
         "targets": ctx.targets(ids.get("de", []) or ids.get("ids", [])),
         "places": ctx.places(ids.get("ou", []) or ids.get("ids", [])),
         "detail": detail,
+        "rerun": rerun_advice(ctx.trigger),
     }
     return text.format(**values)
 
@@ -485,7 +495,7 @@ ERRORS: dict[str, _Explain] = {
         "DHIS2 refused the credentials",
         "DHIS2 answered 401: the username and password (or the token) are wrong, expired, "
         "or the account is locked or disabled.",
-        "Fix DHIS2_PASSWORD / DHIS2_TOKEN (console: dhis2Password / dhis2Token); a DHIS2 "
+        "Correct DHIS2_PASSWORD / DHIS2_TOKEN (console: dhis2Password / dhis2Token); a DHIS2 "
         "admin can unlock the user in Users. The mediator stops after one refusal so it "
         "does not lock the account.",
     ),
@@ -503,8 +513,8 @@ ERRORS: dict[str, _Explain] = {
     "dhis2_unreachable": _Explain(
         "DHIS2 could not be reached",
         "Connections to DHIS2 failed or timed out, even after retries.",
-        "Check DHIS2_URL, the network between the mediator and DHIS2, and that DHIS2 is up; "
-        "then rerun the transaction from the OpenHIM console.",
+        "Check that DHIS2 is up, the network between the mediator and DHIS2, and DHIS2_URL; "
+        "then {rerun}.",
     ),
     "dhis2_not_json": _Explain(
         "Something other than DHIS2 answered",
@@ -515,8 +525,9 @@ ERRORS: dict[str, _Explain] = {
     "cht_read_failed": _Explain(
         "CHT could not be read",
         "{detail}.",
-        "Fix access to that CHT instance (URL, credentials, the medic-admin views); the "
-        "data set is pushed by the next run once CHT answers.",
+        "Check that this CHT instance is up and reachable from the mediator, then its URL, "
+        "credentials and the medic-admin views; the data set is pushed by the next run once "
+        "CHT answers.",
     ),
 }
 
@@ -554,15 +565,17 @@ CHT: dict[str, _Explain] = {
     "cht_unreadable": _Explain(
         "CHT could not be read",
         "{detail}",
-        "Check CHT_URL, CHT_USERNAME and CHT_PASSWORD (the user needs to read the medic "
-        "database: an online user, or a CouchDB admin) and that the medic-admin design doc "
-        "exists; nothing was pushed.",
+        "Check that CHT is up and reachable from the mediator (open CHT_URL there), then "
+        "CHT_URL (the instance's address, without /medic), CHT_USERNAME and CHT_PASSWORD "
+        "(an online CHT user) and that the medic-admin design doc exists. Nothing was "
+        "pushed; once CHT answers, {rerun}.",
     ),
     "cht_source_failed": _Explain(
         "A CHT instance could not be read",
         "CHT instance {ids}: {detail}",
-        "Fix access to that instance; the data sets it feeds were not pushed with partial "
-        "totals and go out in the next run.",
+        "Check that the instance is up and reachable from the mediator, then its URL and "
+        "credentials; the data sets it feeds were not pushed with partial totals and go out "
+        "in the next run.",
     ),
     "cht_contacts_read_afresh": _Explain(
         "Contacts read afresh",
@@ -598,11 +611,22 @@ def _from_cht(ctx: _Context, report: RunReport) -> list[Diagnosis]:
         kind = "cht_no_target_docs"
         out.append(_diagnosis(kind, CHT[kind], ctx, {}, 1, detail=", ".join(result.months)))
     missing = sorted({u for c in result.coverage for u in c.missing})
-    if missing and result.users_expected:
+    if missing and result.users_expected and not _not_over(result):
         kind = "cht_users_not_synced"
         detail = f"{len(missing)} of {result.users_expected}"
         out.append(_diagnosis(kind, CHT[kind], ctx, {"ids": missing}, len(missing), detail))
     return out
+
+
+def _not_over(result: DataSetResult) -> bool:
+    """The period has not ended (or DHIS2 does not open it yet): CHWs have not had the
+    chance to sync it, so none is "missing" from its numbers."""
+    if any(f.code == "period_not_open_yet" for f in result.preflight):
+        return True
+    if any(conflict_code(c) == "E7641" for c in result.conflicts):
+        return True
+    today = date.today()
+    return bool(result.months) and max(result.months) >= f"{today.year:04d}-{today.month:02d}"
 
 
 def diagnose(report: RunReport) -> list[Diagnosis]:
@@ -617,13 +641,13 @@ def diagnose(report: RunReport) -> list[Diagnosis]:
                     kind=finding.code,
                     title=explain.title,
                     cause=explain.cause.format(ids=_ids(finding.ids), detail=finding.message),
-                    fix=explain.fix,
+                    fix=explain.fix.format(rerun=rerun_advice(report.trigger)),
                     ids=ids["ids"],
                 )
             )
     for result in report.results:
         places_by_unit = {c.orgUnit: c.places for c in result.coverage}
-        ctx = _Context(result, places_by_unit)
+        ctx = _Context(result, places_by_unit, report.trigger)
         out += _from_error(ctx)
         out += _from_findings(ctx, result.preflight)
         out += _from_conflicts(ctx)
@@ -669,5 +693,7 @@ def _generic(text: str) -> str:
         "targets": "<CHT targets>",
         "places": "<CHT places>",
         "detail": "<details>",
+        "rerun": "rerun it (OpenHIM console: Rerun; command line: the command the summary "
+        "ends with)",
     }
     return text.format(**words).replace("|", "\\|")

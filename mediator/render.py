@@ -9,6 +9,7 @@ import io
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -34,6 +35,7 @@ COVERAGE_COLUMNS = [
     "missing",
     "newest_doc",
     "newest_doc_age_days",
+    "held",
 ]
 
 CHART_LABEL_WIDTH = 200  # org unit names, left of the bars
@@ -102,7 +104,38 @@ def _chart(table: CoverageTable) -> dict[str, Any]:
     }
 
 
-def page_context(history: RunHistory, now: datetime) -> dict[str, Any]:
+class Clock:
+    """Times as the page shows them: in MEDIATOR_TIMEZONE, and in UTC beside them."""
+
+    def __init__(self, timezone: str) -> None:
+        self.timezone = timezone
+        self.zone = ZoneInfo(timezone)
+
+    def __call__(self, moment: datetime | None, seconds: bool = False) -> str:
+        if moment is None:
+            return ""
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        shape = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+        utc = moment.astimezone(UTC).strftime(shape)
+        if self.timezone == "UTC":
+            return f"{utc} UTC"
+        local = moment.astimezone(self.zone)
+        return f"{local.strftime(shape)} {self.timezone} ({utc} UTC)"
+
+
+def data_set_label(names: dict[str, str]) -> Any:
+    """``Name (id)`` when DHIS2 gave a name, else the id."""
+
+    def label(data_set: str) -> str:
+        name = names.get(data_set)
+        return f"{name} ({data_set})" if name else data_set
+
+    return label
+
+
+def page_context(
+    history: RunHistory, now: datetime, timezone: str = "UTC", config_problem: str | None = None
+) -> dict[str, Any]:
     """Everything ``templates/status.html`` shows, computed here so the template
     only lays it out (and Jinja's autoescaping covers every value from CHT)."""
     runs = history.runs()
@@ -122,6 +155,7 @@ def page_context(history: RunHistory, now: datetime) -> dict[str, Any]:
                     ],
                 }
             )
+    names = history.names()
     return {
         "now": now,
         "runs": runs,
@@ -131,6 +165,11 @@ def page_context(history: RunHistory, now: datetime) -> dict[str, Any]:
         "sections": sections,
         "period_label": period_label,
         "limit": history.limit,
+        "when": Clock(timezone),
+        "names": names,
+        "ds_name": names.get,
+        "state_shared": history.path is not None,
+        "config_problem": config_problem,
     }
 
 
@@ -142,9 +181,14 @@ def _templates() -> Environment:
     )
 
 
-def status_page(history: RunHistory, now: datetime) -> str:
-    """``GET /``: the HRIO's page (last runs, sync coverage of the newest period)."""
-    return _templates().get_template("status.html").render(**page_context(history, now))
+def status_page(
+    history: RunHistory, now: datetime, timezone: str = "UTC", config_problem: str | None = None
+) -> str:
+    """``GET /``: the HRIO's page (last runs, sync coverage of the newest period), times
+    in ``timezone`` (MEDIATOR_TIMEZONE) and UTC; ``config_problem``: why the next run
+    cannot start, said first."""
+    context = page_context(history, now, timezone, config_problem)
+    return _templates().get_template("status.html").render(**context)
 
 
 def coverage_csv(tables: list[dict[str, Any]]) -> str:
@@ -167,6 +211,7 @@ def coverage_csv(tables: list[dict[str, Any]]) -> str:
                     " ".join(row["missing"]),
                     row["newest_doc"] or "",
                     age if age is not None else "",
+                    "true" if row.get("held") else "false",
                 ]
             )
     return out.getvalue()

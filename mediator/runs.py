@@ -11,30 +11,40 @@ so a config saved in the OpenHIM console applies to the next run.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from .cht import ChtError
-from .config import ConfigError, RuntimeConfig
+from .config import (
+    ConfigError,
+    Dhis2Settings,
+    RuntimeConfig,
+    check_directory,
+    check_timezone,
+)
 from .console_config import ConsoleConfig, Effective, resolve
+from .dhis2 import dhis2_peer
 from .envelope import error_envelope, processing_envelope, run_envelope, transaction_update
 from .history import RunHistory, summarize
+from .http import HttpClient, PeerError, RetryPolicy, json_or_none
 from .jobs import Job
 from .locks import RunBusyError
 from .models import utcnow
 from .openhim import OpenhimAgent
-from .pipeline import compute, new_run_id
+from .pipeline import compute, held, new_run_id
 from .render import status_page
 from .report import RunReport
 from .run_request import RunInputError, RunRequest
 from .secrets import Scrubber, secret_values
+from .summary import unknown_org_unit
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +158,10 @@ def default_background(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="async-run", daemon=False).start()
 
 
-def coverage_table(job: Job) -> dict[str, Any]:
-    """One (data set, period)'s coverage as ``GET /coverage`` serves it."""
+def coverage_table(job: Job, threshold: float | None = None) -> dict[str, Any]:
+    """One (data set, period)'s coverage as ``GET /coverage`` serves it; ``held``: below
+    the coverage threshold (MEDIATOR_COVERAGE_THRESHOLD), so a push holds it back."""
+    kept_back = held(job.coverage, threshold)
     return {
         "dataSet": job.data_set,
         "period": job.period.iso,
@@ -157,7 +169,10 @@ def coverage_table(job: Job) -> dict[str, Any]:
         "error": job.problem or job.read_error,
         "users_expected": job.users[0],
         "users_synced": job.users[1],
-        "orgUnits": [{**c.model_dump(mode="json"), "percent": c.percent} for c in job.coverage],
+        "orgUnits": [
+            {**c.model_dump(mode="json"), "percent": c.percent, "held": c.orgUnit in kept_back}
+            for c in job.coverage
+        ],
     }
 
 
@@ -289,17 +304,20 @@ class RunService:
             status = 500
             message = f"the run stopped on an unexpected error: {type(exc).__name__}: {exc}"
         else:
-            self._remember(report, report.status, transaction, request.trigger, None, secrets)
-            return run_envelope(
-                report,
-                urn=self.urn,
-                secrets=secrets,
-                cht_url=effective.runtime.cht.url,
-                extra_properties=extra,
-                now=self.clock(),
-            )
+            unknown = unknown_org_unit(request, report)
+            if unknown is None:
+                self._remember(request, report, report.status, transaction, None, effective)
+                return run_envelope(
+                    report,
+                    urn=self.urn,
+                    secrets=secrets,
+                    cht_url=effective.runtime.cht.url,
+                    extra_properties=extra,
+                    now=self.clock(),
+                )
+            status, message = 400, unknown
         message = Scrubber(secrets).text(message)
-        self._remember(None, "Failed", transaction, request.trigger, message, secrets)
+        self._remember(request, None, "Failed", transaction, message, effective)
         return error_envelope(
             urn=self.urn,
             http_status=status,
@@ -311,32 +329,30 @@ class RunService:
 
     def _remember(
         self,
+        request: RunRequest,
         report: RunReport | None,
         status: str,
         transaction: str | None,
-        trigger: str,
         message: str | None,
-        secrets: list[str],
+        effective: Effective,
     ) -> None:
         finished = report.finished if report and report.finished else self.clock()
-        try:  # the status page's history; never a reason to fail the run
-            summary, coverage = summarize(
-                report,
-                status=status,
-                trigger=trigger,
-                finished=finished,
-                transaction_id=transaction,
-                message=message,
-                secrets=secrets,
-            )
-            self.history.record(summary, coverage)
-        except Exception:
-            log.exception("could not record the run for the status page")
+        record_run(
+            self.history,
+            effective.runtime,
+            request,
+            report,
+            status=status,
+            finished=finished,
+            transaction=transaction,
+            message=message,
+            secrets=self.secrets(effective.runtime),
+        )
         with self._lock:
             self.last_run = {
                 "run_id": report.run_id if report else None,
                 "status": status,
-                "trigger": trigger,
+                "trigger": request.trigger,
                 "periods": report.periods if report else [],
                 "finished": finished.isoformat(),
                 "transaction_id": transaction,
@@ -372,12 +388,33 @@ class RunService:
             raise Refused(400, str(exc)) from None
         except ChtError as exc:
             raise Refused(502, Scrubber(self.secrets(runtime)).text(str(exc))) from None
-        return [coverage_table(job) for job in computed.jobs]
+        return [coverage_table(job, runtime.coverage_threshold) for job in computed.jobs]
 
     def status_page(self) -> str:
-        return status_page(self.history, self.clock())
+        """The HRIO's page; a configuration that stops the next run is said at its top."""
+        try:
+            self.effective()
+            problem = None
+        except ConfigError as exc:
+            problem = Scrubber(self.secrets()).text(str(exc))
+        return status_page(self.history, self.clock(), self._timezone(), problem)
+
+    def _timezone(self) -> str:
+        """MEDIATOR_TIMEZONE (console: timezone) for the page's times; UTC if it is bad
+        (the page still shows, and /health says what is wrong)."""
+        try:
+            return self.effective().runtime.timezone
+        except ConfigError:
+            try:
+                return check_timezone(
+                    "MEDIATOR_TIMEZONE", self.environ.get("MEDIATOR_TIMEZONE", "")
+                )
+            except ConfigError:
+                return "UTC"
 
     def health(self) -> dict[str, Any]:
+        """``ok`` only when the next run could start: a configuration that cannot work
+        makes it ``misconfigured``, with the one line that says why."""
         config: dict[str, Any]
         try:
             effective = self.effective()
@@ -392,7 +429,7 @@ class RunService:
             last_run = dict(self.last_run) if self.last_run else None
         running, waiting = self.queue.counts()
         return {
-            "status": "ok",
+            "status": "ok" if config["ok"] else "misconfigured",
             "urn": self.urn,
             "version": self.registration.get("version"),
             "running": running,
@@ -403,6 +440,118 @@ class RunService:
             else {"configured": False, "registered": False},
             "config": config,
         }
+
+
+NAME_LOOKUP_TIMEOUT = 10.0  # seconds; a name is a nicety, never worth a wait
+# a run whose DHIS2 was gone or refused the user: asking it for names would fail too
+_DHIS2_DOWN = {"unreachable", "timeout", "tls", "credentials", "login_redirect", "token_refused"}
+
+
+def data_set_names(settings: Dhis2Settings, ids: Iterable[str]) -> dict[str, str]:
+    """The names DHIS2 gives these data sets (``GET /api/dataSets/{id}?fields=id,name``),
+    one try each with a short timeout; the first failure ends the look-up."""
+    peer = dataclasses.replace(
+        dhis2_peer(settings),
+        timeout=min(settings.timeout, NAME_LOOKUP_TIMEOUT),
+        retry=RetryPolicy(attempts=1, budget_seconds=0.0),
+        record_bodies=False,
+    )
+    client = HttpClient(peer)
+    names: dict[str, str] = {}
+    try:
+        for data_set in ids:
+            response = client.send(
+                "GET",
+                f"/api/dataSets/{data_set}",
+                name="DHIS2 data set name",
+                params=[("fields", "id,name")],
+            )
+            body = json_or_none(response)
+            if response.status_code != 200 or not isinstance(body, dict):
+                break
+            if isinstance(body.get("name"), str) and body["name"].strip():
+                names[data_set] = body["name"].strip()
+    except PeerError as exc:
+        log.info("data set names not read from DHIS2: %s", exc)
+    finally:
+        client.close()
+    return names
+
+
+def record_run(
+    history: RunHistory,
+    runtime: RuntimeConfig | None,
+    request: RunRequest,
+    report: RunReport | None,
+    *,
+    status: str,
+    finished: datetime,
+    transaction: str | None,
+    message: str | None,
+    secrets: list[str],
+) -> None:
+    """A run into the status page's history (``serve``'s runs and the command line's
+    share it through MEDIATOR_STATE_DIR), and the names of its data sets, asked of DHIS2
+    once. Never a reason to fail the run."""
+    try:
+        summary, coverage = summarize(
+            report,
+            status=status,
+            trigger=request.trigger,
+            finished=finished,
+            transaction_id=transaction,
+            message=message,
+            secrets=secrets,
+            request=request,
+        )
+        history.record(summary, coverage)
+        unknown = [ds for ds in summary.data_sets if ds not in history.names()]
+        if unknown and runtime is not None and runtime.dhis2 is not None and _answered(report):
+            history.learn_names(data_set_names(runtime.dhis2, unknown))
+    except Exception:
+        log.exception("could not record the run for the status page")
+
+
+def _answered(report: RunReport | None) -> bool:
+    """DHIS2 answered this run and was not gone by its end: worth asking for names."""
+    if report is None or any(r.error_kind in _DHIS2_DOWN for r in report.results):
+        return False
+    return any(ex.peer == "DHIS2" and ex.status is not None for ex in report.exchanges)
+
+
+def record_cli_run(
+    runtime: RuntimeConfig | None,
+    request: RunRequest,
+    report: RunReport | None,
+    message: str | None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A command-line run, or its refusal (a configuration mistake: ``runtime`` None), into
+    the shared history when MEDIATOR_STATE_DIR is set (in memory it would die with the
+    process); returns the data set names known."""
+    env = os.environ if env is None else env
+    folder = runtime.state_dir if runtime is not None else env.get("MEDIATOR_STATE_DIR")
+    try:
+        folder = check_directory("MEDIATOR_STATE_DIR", folder) if folder else None
+    except ConfigError:
+        return {}  # the mistake is the state dir itself: the refusal says so
+    history = RunHistory.from_env({"MEDIATOR_STATE_DIR": folder or ""})
+    if history.path is None:
+        return {}
+    status = "Failed" if message or report is None else report.status
+    finished = report.finished if report and report.finished else utcnow()
+    record_run(
+        history,
+        runtime,
+        request,
+        report,
+        status=status,
+        finished=finished,
+        transaction=None,
+        message=message,
+        secrets=secret_values(env, {}, runtime, []),
+    )
+    return history.names()
 
 
 def _asked(request: RunRequest) -> dict[str, str]:

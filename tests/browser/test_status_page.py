@@ -32,7 +32,8 @@ READ_PAGE = """() => {
   const text = el => (el ? el.textContent.trim() : null);
   const count = (root, name) => Number(text(root.querySelector(`[data-count="${name}"]`)));
   const counts = root => Object.fromEntries(
-    ["imported", "updated", "ignored", "deleted", "rejected"].map(n => [n, count(root, n)]));
+    ["imported", "updated", "ignored", "deleted", "unchanged", "rejected"]
+      .map(n => [n, count(root, n)]));
   return {
     title: document.title,
     lang: document.documentElement.lang,
@@ -43,7 +44,8 @@ READ_PAGE = """() => {
     status: text(document.querySelector("#latest-status")),
     totals: counts(document.querySelector("#latest-totals")),
     results: [...document.querySelectorAll("#latest-results tbody tr")].map(tr => ({
-      dataSet: text(tr.querySelector("th")), period: tr.dataset.period, ...counts(tr)})),
+      dataSet: tr.dataset.dataSet, label: text(tr.querySelector("th")),
+      period: tr.dataset.period, ...counts(tr)})),
     runs: [...document.querySelectorAll("#runs tbody tr")].map(tr => counts(tr)),
     coverageHeading: text(document.querySelector("#coverage-heading")),
     sections: [...document.querySelectorAll("section.coverage-section")].map(sec => {
@@ -138,6 +140,7 @@ def test_status_page_in_chromium_matches_the_run_report(stack: LocalStack) -> No
         name: sum(r["counts"][name] for r in report["results"])
         for name in ("imported", "updated", "ignored", "deleted")
     }
+    totals["unchanged"] = sum(r["values_unchanged"] for r in report["results"])
     totals["rejected"] = sum(r["rejected_count"] for r in report["results"])
     assert seen["totals"] == totals
     assert totals["updated"] > 0  # the late correction
@@ -152,6 +155,10 @@ def test_status_page_in_chromium_matches_the_run_report(stack: LocalStack) -> No
         assert row["updated"] == result["counts"]["updated"]
         assert row["ignored"] == result["counts"]["ignored"]
         assert row["rejected"] == result["rejected_count"]
+        assert row["unchanged"] == result["values_unchanged"]
+        # the data set by its DHIS2 name, and its id
+        name = stack.dhis2.metadata.get("dataSets", row["dataSet"])["name"]
+        assert row["label"] == f"{name} {row['dataSet']}"
 
     # the coverage view: the latest period, one chart per data set, drawn to scale; the
     # per-org-unit tables as GET /coverage serves them (the envelope keeps counts only,

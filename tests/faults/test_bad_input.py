@@ -320,3 +320,100 @@ def test_a_json_body_follows_the_same_rules(server, d2):
     ]:
         refused(requests.post(f"{server}/push", json=body, timeout=30), 400, says)
     assert d2.store.requests == []
+
+
+# -- a typo in each configuration variable: one line naming it, nothing sent -----------------
+
+# (variable, a mistaken value, what the one line says about it)
+TYPOS = [
+    ("CHT_URL", "cht.example.org", "must start with http:// or https://"),
+    ("CHT_URL", "http://cht.example.org:80a", "port that is not a number"),
+    ("CHT_DB", "medic/_all_docs", "must be a database name"),
+    ("CHT_PASSWORD", "", "set both CHT_USERNAME and CHT_PASSWORD"),
+    ("CHT_USERNAME", "", "set both CHT_USERNAME and CHT_PASSWORD"),
+    ("CHT_TIMEOUT", "6o", "is not a number"),
+    ("CHT_PAGE_SIZE", "1,000", "is not a whole number"),
+    ("CHT_OWNER_BATCH", "0", "must be from 1 to 10000"),
+    ("CHT_CACHE", "ture", "must be true or false"),
+    ("CHT_CA_BUNDLE", "/etc/ssl/no-such-ca.pem", "is not a file"),
+    ("CHT_VERIFY_TLS", "nope", "must be true or false"),
+    ("DHIS2_URL", "dhis2.example.org", "must start with http:// or https://"),
+    ("DHIS2_URL", "https://dhis2.example.org/dhis-web-dashboard", "not DHIS2's base URL"),
+    ("DHIS2_USERNAME", "", "set DHIS2_TOKEN, or both DHIS2_USERNAME and DHIS2_PASSWORD"),
+    ("DHIS2_PASSWORD", "", "set DHIS2_TOKEN, or both DHIS2_USERNAME and DHIS2_PASSWORD"),
+    ("DHIS2_TIMEOUT", "2m", "is not a number"),
+    ("DHIS2_CHUNK_SIZE", "500 values", "is not a whole number"),
+    ("DHIS2_MAX_ATTEMPTS", "50", "must be from 1 to 20"),
+    ("DHIS2_MAX_RETRY_SECONDS", "-1", "must be from 0 to 86400"),
+    ("DHIS2_ASYNC_IMPORT", "si", "must be true or false"),
+    ("DHIS2_CA_BUNDLE", "/etc/ssl/no-such-dhis2.pem", "is not a file"),
+    ("DHIS2_VERIFY_TLS", "0k", "must be true or false"),
+    ("MEDIATOR_TIMEZONE", "Nairobi", "is not an IANA time zone (did you mean Africa/Nairobi?)"),
+    ("MEDIATOR_TIMEZONE", "EAT+3", "is not an IANA time zone"),
+    ("MEDIATOR_LOOKBACK_PERIODS", "two", "is not a whole number"),
+    ("MEDIATOR_DATA_SETS", "VMuFODsyWaO;QX4ZTUbOt3a", "not a DHIS2 id"),
+    ("MEDIATOR_VALUE_CHOICES", "births-this-month=sum", "must be <target id>=total, pass"),
+    ("MEDIATOR_CHT_SOURCES", "north-1", "must be letters, digits or _"),
+    ("MEDIATOR_COVERAGE_THRESHOLD", "80%", "is not a number"),
+    ("MEDIATOR_COMPLETE_DATA_SETS", "yes please", "must be true or false"),
+    ("MEDIATOR_DRY_RUN", "dry", "must be true or false"),
+    ("MEDIATOR_CONCURRENT_RUNS", "queue", "must be wait or refuse"),
+    ("MEDIATOR_LOCK_DIR", "{file}", "is a file, not a directory"),
+    ("MEDIATOR_STATE_DIR", "{file}/state", "cannot be written"),
+]
+# read by push, but a mistake in them shows only when CHT or DHIS2 answers (a wrong password
+# is refused by the server, which the run reports; tests/integration/test_hrio_month.py)
+KNOWN_ONLY_BY_THE_SERVER = {"DHIS2_TOKEN"}
+
+
+def test_every_variable_push_reads_has_a_typo_case():
+    from mediator.config import ENV_VARS
+
+    read = {v.name for v in ENV_VARS if "push" in v.commands}
+    assert read - {name for name, _, _ in TYPOS} == KNOWN_ONLY_BY_THE_SERVER
+
+
+@pytest.mark.parametrize(("name", "value", "says"), TYPOS)
+def test_a_typo_in_a_variable_is_one_line_naming_it(
+    cli_env, d2, capsys, monkeypatch, tmp_path, name, value, says
+):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    monkeypatch.setenv(name, value.format(file=a_file))
+    if name == "MEDIATOR_CHT_SOURCES":
+        monkeypatch.setenv("CHT_NORTH_1_URL", "https://north.example.org")
+    capsys.readouterr()
+    assert main(["push", "--period", PERIOD]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "weak secret" not in line]
+    assert len(lines) == 1, err
+    (line,) = lines
+    assert line.startswith("error: ") and says in line and name in line
+    one_clear_line(line)
+    assert "errors.pydantic.dev" not in line
+    if value and name not in ("CHT_PASSWORD",):  # a good value to copy is given
+        assert f"for example {name}=" in line or "set " in line
+    assert d2.store.requests == []
+
+
+def test_a_secret_in_a_bad_value_is_never_echoed(cli_env, d2, capsys, monkeypatch):
+    monkeypatch.setenv("CHT_URL", "cht-reader:Hidden-Pa55w0rd@cht.example.org")
+    capsys.readouterr()
+    assert main(["push", "--period", PERIOD]) == 2
+    err = capsys.readouterr().err
+    assert "Hidden-Pa55w0rd" not in err and "CHT_URL" in err
+
+
+def test_cht_url_with_the_database_is_understood(cli_env, d2, capsys, monkeypatch, env):
+    """CHT_URL ending in /medic (as the demo once printed it) works, and says so once."""
+    monkeypatch.setenv("CHT_URL", f"{env['CHT_URL']}/{env['CHT_DB']}")
+    capsys.readouterr()
+    assert main(["push", "--period", PERIOD, "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["status"] == "Successful"
+    said = [line for line in out.err.splitlines() if "ends with" in line]
+    assert said == [
+        f"warning: CHT_URL ends with /{env['CHT_DB']}, the database: using {env['CHT_URL']} "
+        f"as the CHT instance's address (set CHT_URL without /{env['CHT_DB']}; the database "
+        "is CHT_DB, default medic)"
+    ]

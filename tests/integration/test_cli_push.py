@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -123,3 +127,191 @@ def test_unreachable_cht_exits_2_and_pushes_nothing(env, capsys, monkeypatch):
     assert code == 2
     assert "unreachable" in err
     assert d2.store.posts("/api/dataValueSets") == []
+
+
+# -- for people: the summary, the JSON for scripts, progress, resume, --help ----------------
+
+
+def summary(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["push", "--summary", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_json_report_has_the_http_answers_status_totals_and_resume(env, capsys):
+    d2, _ = env
+    code, report, err = run(capsys, "--period", "2024-01")
+    assert code == 0
+    assert report["status"] == "Successful"
+    assert report["totals"]["imported"] == len(d2.store.values()) > 0
+    assert report["resume"] == []
+    # per result, the fields the guide documents
+    for result in report["results"]:
+        documented = {"values_sent", "values_unchanged", "values_zero", "delivered"}
+        assert documented <= set(result)
+        sent, unchanged, zeros = (
+            result[k] for k in ("values_sent", "values_unchanged", "values_zero")
+        )
+        assert result["delivered"] == sent + unchanged + zeros
+        assert unchanged == 0  # a first push into an empty DHIS2: nothing was already there
+    assert err.splitlines()[-1].startswith("Pushed 2 of 2:")
+
+
+def counts(out: str, data_set: str, period: str) -> list[int]:
+    """imported, updated, deleted, unchanged, rejected of a summary's row."""
+    row = re.search(rf"{data_set}\)?\s+{period}\s+\S+ \w+((?:\s+\d+){{5}})$", out, re.M)
+    assert row is not None, out
+    return [int(n) for n in row.group(1).split()]
+
+
+def test_the_summary_shows_each_pair_and_unchanged_values_on_a_rerun(env, capsys):
+    code, out, err = summary(capsys, "--period", "2024-01")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("Run ") and lines[0].endswith(": Successful")
+    assert "unchanged" in lines[1] and "rejected" in lines[1]
+    assert counts(out, dep.DS_MONTHLY, "202401")[0] > 0
+    # progress on stderr: each data set and period as it is reached
+    assert f"{dep.DS_MONTHLY} 202401: comparing with what DHIS2 holds" in err
+    assert f"{dep.DS_CHW} 202401: sending" in err
+    assert out.splitlines()[-1].startswith("Pushed 2 of 2:")
+    # nothing changed: the rerun sends nothing, and says the values are unchanged
+    code, again, _ = summary(capsys, "--period", "2024-01")
+    imported, updated, deleted, unchanged, rejected = counts(again, dep.DS_MONTHLY, "202401")
+    assert (imported, updated, deleted, rejected) == (0, 0, 0, 0)
+    assert unchanged >= 1
+
+
+def test_dhis2_unreachable_stops_at_once_and_says_how_to_resume(env, capsys, monkeypatch):
+    from devstack.net import free_port
+
+    monkeypatch.setenv("DHIS2_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("DHIS2_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("DHIS2_MAX_RETRY_SECONDS", "1")
+    code, out, err = summary(capsys, "--from", "2024-01", "--to", "2024-01")
+    assert code == 1
+    # every failed attempt is said while it happens: minutes of silence no more
+    assert err.count("failed attempt") == 3
+    assert "Not completed, 2:" in out and "DHIS2 could not be reached" in out
+    assert "rerun the transaction from the OpenHIM console" not in out  # the CLI's advice
+    assert "run the command the summary ends with" in out
+    assert out.splitlines()[-1].strip() == (
+        f"python -m mediator push --data-set {dep.DS_MONTHLY} --data-set {dep.DS_CHW} "
+        "--period 202401"
+    )
+    code, report, _ = run(capsys, "--period", "2024-01")
+    assert report["resume"] == [out.splitlines()[-1].strip()]
+
+
+def test_an_org_unit_no_cht_place_carries_is_refused(env, capsys):
+    d2, _ = env
+    code, report, err = run(capsys, "--period", "2024-01", "--org-unit", "AbCdEfGhIj1")
+    assert code == 2 and report is None
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "org unit AbCdEfGhIj1: no CHT place carries it (dhis.orgUnit)" in line
+    assert d2.store.posts("/api/dataValueSets") == []
+    # an org unit CHT maps is pushed as before
+    code, report, _ = run(capsys, "--period", "2024-01", "--org-unit", dep.OU_CHU[0])
+    assert code == 0 and report["totals"]["imported"] > 0
+
+
+def test_the_push_endpoint_refuses_the_same_org_unit(env):
+    from mediator.app import create_app
+
+    d2, _ = env
+    app = create_app(env=dict(os.environ))
+    answer = app.test_client().get("/push?period=2024-01&orgUnit=AbCdEfGhIj1")
+    assert answer.status_code == 400
+    envelope = json.loads(answer.get_data(as_text=True))
+    assert "no CHT place carries it" in json.loads(envelope["response"]["body"])["error"]
+    assert d2.store.posts("/api/dataValueSets") == []
+
+
+def test_a_command_line_run_is_on_the_status_page(env, capsys):
+    from mediator.app import create_app
+
+    d2, _ = env
+    monkey_state = os.environ["MEDIATOR_STATE_DIR"]
+    code, _, _ = run(capsys, "--period", "2024-01")
+    assert code == 0
+    app = create_app(env={"MEDIATOR_STATE_DIR": monkey_state, **dict(os.environ)})
+    html = app.test_client().get("/").get_data(as_text=True)
+    assert "command line" in html
+    # the data set's name, as DHIS2 gave it, next to its id
+    name = d2.metadata.get("dataSets", dep.DS_MONTHLY)["name"]
+    assert f"{name} <code>{dep.DS_MONTHLY}</code>" in html
+
+
+def test_waiting_for_another_run_says_whose_and_since_when(env):
+    from mediator.locks import RunLocks
+
+    d2, _ = env
+
+    locks = RunLocks(
+        os.environ["MEDIATOR_LOCK_DIR"], target=d2.url, run_id="monthly-run", trigger="openhim"
+    )
+    with locks.hold([f"{dep.DS_MONTHLY}/202401"]):
+        pushing = subprocess.Popen(
+            [sys.executable, "-m", "mediator", "push", "--period", "2024-01", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        assert pushing.stderr is not None
+        for line in pushing.stderr:
+            if "waiting for" in line:
+                break
+        else:
+            raise AssertionError("the run never said it waits")
+        assert line.startswith("warning: waiting for the run of ")
+        assert f"{os.getpid()} (started 20" in line and "run monthly-run, openhim" in line
+        assert d2.store.posts("/api/dataValueSets") == []
+    out, _ = pushing.communicate(timeout=120)
+    assert pushing.returncode == 0 and json.loads(out)["status"] == "Successful"
+
+
+@pytest.mark.parametrize("command", ["preview", "push", "serve"])
+def test_help_lists_the_environment_it_reads(command, capsys):
+    from mediator.config import ENV_VARS
+
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    for var in ENV_VARS:
+        assert (f"{var.name}={var.example}" in shown) == (command in var.commands), var.name
+    if command != "serve":
+        assert "YYYY-MM" in shown and "YYYYQn" in shown
+
+
+def test_version_and_plain_top_level_help(capsys):
+    from mediator import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"python -m mediator {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert "``" not in shown and "preview" in shown and "exit status" in shown
+
+
+def test_preview_refuses_an_org_unit_no_cht_place_carries(env, capsys):
+    capsys.readouterr()
+    assert main(["preview", "--period", "2024-01", "--org-unit", "AbCdEfGhIj1"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "org unit AbCdEfGhIj1: no CHT place carries it" in out.err
+
+
+def test_serve_refuses_a_bad_time_zone_in_one_line(caplog):
+    import logging
+
+    from mediator.service import serve
+
+    caplog.set_level(logging.ERROR)
+    assert serve({"MEDIATOR_TIMEZONE": "Nairobi", "MEDIATOR_PORT": "0"}) == 2
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "MEDIATOR_TIMEZONE='Nairobi' is not an IANA time zone" in line
+    assert "Africa/Nairobi" in line and "Traceback" not in caplog.text

@@ -219,6 +219,56 @@ def test_diagnoses_appear_as_one_property_per_kind_with_a_count():
     assert expired.startswith("202401: Period 202401 of data set") and "What to do: " in expired
 
 
+# -- words an operator reads (issue 16) ------------------------------------------------------
+
+
+def test_no_fix_reads_fix_fix():
+    from mediator.diagnoses import CHT, ERRORS
+
+    for table in (CONFLICTS, FINDINGS, ERRORS, CHT):
+        for kind, explain in table.items():
+            assert not explain.fix.startswith("Fix"), kind  # shown after "Fix:" / "what to do:"
+
+
+@pytest.mark.parametrize(
+    ("trigger", "says", "never"),
+    [
+        ("cli", "run the command the summary ends with", "OpenHIM console"),
+        ("openhim", "rerun the transaction from the OpenHIM console", "summary ends with"),
+    ],
+)
+def test_how_to_rerun_depends_on_where_the_run_came_from(trigger, says, never):
+    dhis2_down = result(status="error", error="DHIS2 unreachable", error_kind="unreachable")
+    cht_down = Finding(level="error", code="cht_unreadable", message="CHT unreachable")
+    for run in (report(dhis2_down, trigger=trigger), report(findings=[cht_down], trigger=trigger)):
+        (diagnosis,) = [d for d in diagnose(run) if d.kind != "cht_users_not_synced"]
+        assert says in diagnosis.fix and never not in diagnosis.fix
+
+
+def test_an_unreachable_peer_is_first_suggested_to_be_down():
+    cht_down = Finding(level="error", code="cht_unreadable", message="CHT unreachable")
+    (cht,) = diagnose(report(findings=[cht_down]))
+    assert cht.fix.startswith("Check that CHT is up")
+    dhis2 = diagnose(report(result(status="error", error="x", error_kind="timeout")))
+    assert dhis2[0].fix.startswith("Check that DHIS2 is up")
+
+
+def test_a_period_not_open_yet_asks_no_one_to_sync():
+    missing = [OrgUnitCoverage(orgUnit=OU, places=[PLACE], expected=12, synced=0, missing=["chw1"])]
+    future = Finding(level="warning", code="period_not_open_yet", message="not open", ids=[DS])
+    run = report(
+        result(status="error", conflicts=[extended("E7641")], coverage=missing, users_synced=0),
+        result(status="warning", preflight=[future], coverage=missing, users_synced=0),
+        result(status="error", coverage=missing, users_synced=0, months=["2999-01"]),
+    )
+    kinds = [d.kind for d in diagnose(run)]
+    assert "E7641" in kinds
+    assert "cht_users_not_synced" not in kinds
+    # a period that is over still names who is missing
+    (over,) = diagnose(report(result(status="success", coverage=missing, users_synced=0)))
+    assert over.kind == "cht_users_not_synced"
+
+
 # Every (object, value) conflict 2.36.13.2 writes for a data value import, verbatim from
 # its DefaultDataValueSetService (the DHIS2 stand-in's 2.36 texts, cited there line by
 # line): none may go unrecognised, or its rows could pass for delivered.

@@ -129,6 +129,7 @@ def test_page_shows_the_run_escapes_cht_names_and_runs_no_script() -> None:
         "updated": "4",
         "ignored": "2",
         "deleted": "0",
+        "unchanged": "0",
         "rejected": "2",
     }
     assert client.get("/status").get_data(as_text=True).count("bar-group") == 2
@@ -201,3 +202,156 @@ def test_an_unreadable_state_file_is_ignored(tmp_path: Path) -> None:
     (tmp_path / STATE_FILE).write_text("{not json")
     history = RunHistory(path=tmp_path / STATE_FILE)
     assert history.runs() == [] and history.coverage() is None
+
+
+# -- why a run failed, unchanged values, names, local times, a history shared with the CLI --
+
+
+def cht_unreachable() -> RunReport:
+    from mediator.diagnoses import diagnose
+    from mediator.report import Finding
+
+    failed = RunReport(
+        run_id="run-cht",
+        trigger="openhim",
+        started=NOW,
+        finished=NOW + timedelta(seconds=2),
+        findings=[
+            Finding(
+                level="error",
+                code="cht_unreadable",
+                message="CHT at https://cht.example.org is unreachable (settings) after 3 "
+                "attempt(s): ConnectionError",
+            )
+        ],
+    )
+    failed.diagnoses = diagnose(failed)
+    return failed
+
+
+def test_a_run_that_could_not_read_cht_says_why_first() -> None:
+    client = app_with(lambda r, c: cht_unreachable()).test_client()
+    client.get("/push?period=2024-05")
+    html = client.get("/").get_data(as_text=True)
+    reason = re.search(r'<div class="reason" id="latest-reason">(.*?)</div>', html, re.S)
+    assert reason is not None
+    assert "Failed" in reason.group(1)
+    assert "CHT at https://cht.example.org is unreachable" in reason.group(1)
+    # what was asked, though no period was reached; what to do, CHT down first
+    assert "Asked for</dt><dd>202405" in html
+    problems = re.search(r'<ul class="problems" id="latest-problems">(.*?)</ul>', html, re.S)
+    assert problems is not None and "Check that CHT is up" in problems.group(1)
+    assert "run-reason" in html  # and in the list of runs
+
+
+def test_unchanged_values_have_their_column() -> None:
+    def run(request: RunRequest, config: RuntimeConfig) -> RunReport:
+        done = report()
+        for result in done.results:
+            result.values_unchanged = 11
+        return done
+
+    client = app_with(run).test_client()
+    client.get("/push?period=2024-05")
+    html = client.get("/").get_data(as_text=True)
+    assert ">Unchanged</th>" in html
+    totals = re.search(r'<tr id="latest-totals">(.*?)</tr>', html, re.S)
+    assert totals is not None and 'data-count="unchanged">22<' in totals.group(1)
+
+
+def test_times_are_in_the_mediators_time_zone_and_utc(tmp_path: Path) -> None:
+    app = create_app(
+        registration=load_registration(env={}),
+        env={**ENV, "MEDIATOR_TIMEZONE": "Africa/Nairobi"},
+        runner=lambda r, c: report(),
+        clock=lambda: NOW,
+    )
+    client = app.test_client()
+    client.get("/push?period=2024-05")
+    html = client.get("/").get_data(as_text=True)
+    # finished at 02:00:05 UTC: 05:00:05 in Nairobi (UTC+3)
+    assert "2024-06-03 05:00:05 Africa/Nairobi (2024-06-03 02:00:05 UTC)" in html
+
+
+def test_names_from_dhis2_are_shown_next_to_ids(tmp_path: Path) -> None:
+    history = RunHistory(path=tmp_path / STATE_FILE)
+    history.learn_names({DS: "MoH Monthly <Integration>"})
+    client = app_with(lambda r, c: report(), history=history).test_client()
+    client.get("/push?period=2024-05")
+    html = client.get("/").get_data(as_text=True)
+    assert f"MoH Monthly &lt;Integration&gt; <code>{DS}</code>" in html
+
+
+def test_the_history_file_is_shared_by_the_processes_that_record_into_it(tmp_path: Path) -> None:
+    """serve keeps a RunHistory open; a command-line push records into the same file: the
+    page shows both, and neither overwrites the other's run."""
+    served = RunHistory(path=tmp_path / STATE_FILE)
+    cli = RunHistory(path=tmp_path / STATE_FILE)
+    for n, (history, trigger) in enumerate(
+        [(served, "openhim"), (cli, "cli"), (served, "openhim")]
+    ):
+        summary, coverage = summarize(
+            report(f"run-{n}"),
+            status="Successful",
+            trigger=trigger,
+            finished=NOW + timedelta(hours=n),
+            request=RunRequest.from_fields({"period": "2024-05"}),
+        )
+        history.record(summary, coverage)
+    assert [(r.run_id, r.trigger) for r in served.runs()] == [
+        ("run-2", "openhim"),
+        ("run-1", "cli"),
+        ("run-0", "openhim"),
+    ]
+    html = (
+        app_with(lambda r, c: report(), history=served)
+        .test_client()
+        .get("/")
+        .get_data(as_text=True)
+    )
+    assert "command line" in html
+
+
+def test_health_is_not_ok_when_the_next_run_could_not_start() -> None:
+    app = create_app(
+        registration=load_registration(env={}),
+        env={**ENV, "MEDIATOR_TIMEZONE": "Nairobi"},
+        runner=lambda r, c: report(),
+        clock=lambda: NOW,
+    )
+    answer = app.test_client().get("/health")
+    health = answer.get_json()
+    assert answer.status_code == 503 and health["status"] == "misconfigured"
+    assert "MEDIATOR_TIMEZONE" in health["config"]["error"]
+    assert "Africa/Nairobi" in health["config"]["error"]
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert 'id="config-problem"' in page and "is not an IANA time zone" in page
+    answer = app_with(lambda r, c: report()).test_client().get("/health")
+    assert answer.status_code == 200 and answer.get_json()["status"] == "ok"
+
+
+def test_the_coverage_csv_has_the_held_column() -> None:
+    from mediator.render import COVERAGE_COLUMNS, coverage_csv
+
+    tables = [
+        {
+            "dataSet": DS,
+            "period": "202405",
+            "orgUnits": [
+                {
+                    "orgUnit": "OuHeld00001",
+                    "name": "CHU",
+                    "expected": 2,
+                    "synced": 0,
+                    "percent": 0.0,
+                    "missing": ["a", "b"],
+                    "newest_doc": None,
+                    "newest_doc_age_days": None,
+                    "held": True,
+                }
+            ],
+        }
+    ]
+    lines = coverage_csv(tables).splitlines()
+    assert COVERAGE_COLUMNS[-1] == "held" and lines[0].endswith(",held")
+    assert lines[1].endswith(",true")
