@@ -71,6 +71,33 @@ def _sub(sub: Any, name: str, summary_line: str, description: str) -> argparse.A
     return parser
 
 
+def _scope(p: argparse.ArgumentParser) -> None:
+    """What a run covers: periods or a backfill, data sets, one org unit."""
+    p.add_argument(
+        "--period",
+        action="append",
+        metavar="PERIOD",
+        help=f"a DHIS2 period, repeatable (at most {MAX_PERIODS}): {PERIOD_FORMATS}. "
+        "Default: the latest completed period of each data set's type, and the "
+        "MEDIATOR_LOOKBACK_PERIODS before it",
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        metavar="YYYY-MM",
+        help=f"backfill from this month (with --to; at most {MAX_BACKFILL_MONTHS} months): "
+        "every period of each data set's type that holds a month of the range",
+    )
+    p.add_argument("--to", dest="end", metavar="YYYY-MM", help="backfill up to this month")
+    p.add_argument(
+        "--data-set",
+        action="append",
+        metavar="UID",
+        help="a data set of CHT's dhis_data_sets (repeatable; default: all, or MEDIATOR_DATA_SETS)",
+    )
+    p.add_argument("--org-unit", metavar="UID", help="only this DHIS2 org unit")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mediator",
@@ -81,32 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def scope(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--period",
-            action="append",
-            metavar="PERIOD",
-            help=f"a DHIS2 period, repeatable (at most {MAX_PERIODS}): {PERIOD_FORMATS}. "
-            "Default: the latest completed period of each data set's type, and the "
-            "MEDIATOR_LOOKBACK_PERIODS before it",
-        )
-        p.add_argument(
-            "--from",
-            dest="start",
-            metavar="YYYY-MM",
-            help=f"backfill from this month (with --to; at most {MAX_BACKFILL_MONTHS} months): "
-            "every period of each data set's type that holds a month of the range",
-        )
-        p.add_argument("--to", dest="end", metavar="YYYY-MM", help="backfill up to this month")
-        p.add_argument(
-            "--data-set",
-            action="append",
-            metavar="UID",
-            help="a data set of CHT's dhis_data_sets (repeatable; default: all, or "
-            "MEDIATOR_DATA_SETS)",
-        )
-        p.add_argument("--org-unit", metavar="UID", help="only this DHIS2 org unit")
-
     preview = _sub(
         sub,
         "preview",
@@ -114,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         "Print, as JSON, one dataValueSet per data set and period, in the shape CHT's own "
         "export gives. Reads CHT only: nothing is sent to DHIS2.",
     )
-    scope(preview)
+    _scope(preview)
     preview.add_argument("--human-readable", action="store_true", help="names instead of ids")
     push = _sub(
         sub,
@@ -125,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "output is a file or a pipe, the run report as JSON (status, totals, results, "
         "diagnoses, resume). Progress goes to stderr.",
     )
-    scope(push)
+    _scope(push)
     push.add_argument("--dry-run", action="store_true", help="DHIS2 validates, stores nothing")
     shown = push.add_mutually_exclusive_group()
     shown.add_argument(
@@ -145,8 +146,9 @@ def _parser() -> argparse.ArgumentParser:
         sub,
         "demo",
         "start the local stack and run the monthly channel once",
-        "Start the local stack (CHT, DHIS2 and OpenHIM stand-ins, the mediator) and fire "
-        "the monthly channel as OpenHIM would. Needs a source checkout.",
+        "Start the local stack (CHT's API on pouchdb-server, the DHIS2 stand-in, the real "
+        "OpenHIM core and console, the mediator) and fire the monthly channel through "
+        "core. Needs a source checkout.",
     )
     demo.add_argument(
         "--keep",

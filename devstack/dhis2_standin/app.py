@@ -318,6 +318,12 @@ def build_app(s: Dhis2StandIn) -> Flask:  # noqa: C901 - one place that lists th
             _drop_connection()
         return resp
 
+    @app.teardown_request
+    def finished(_exc: BaseException | None) -> None:
+        rec = g.get("rec")
+        if rec is not None:
+            rec.finished.set()
+
     def _drop_connection() -> None:
         sock = request.environ.get("werkzeug.socket")
         if sock is not None:

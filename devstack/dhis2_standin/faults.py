@@ -40,6 +40,11 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     skip: int = 0
 
+    def __post_init__(self) -> None:
+        # set when a request meets this fault (not a field: ``pending`` copies fields);
+        # a test waits on it rather than sleeping until the fault has surely hit
+        self.hit = threading.Event()
+
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method.upper():
             return False
@@ -109,6 +114,7 @@ class FaultPlan:
                     rule.count -= 1
                     if rule.count == 0:
                         self._rules.remove(rule)
+                    rule.hit.set()
                     return rule
         return None
 

@@ -8,6 +8,7 @@ shows only live ones.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,6 +58,9 @@ class RecordedRequest:
     at: datetime
     status: int | None = None
     fault: str | None = None
+    # set once the stand-in has finished with the request, answered or not (a test
+    # waits on it instead of sleeping: a client that gave up does not stop the server)
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def text(self) -> str:
@@ -164,6 +168,14 @@ class Store:
     def record(self, req: RecordedRequest) -> None:
         with self.lock:
             self.requests.append(req)
+
+    def settled(self, timeout: float = 30.0) -> bool:
+        """Wait until every request received so far is finished (a delayed one
+        included); False if one still runs after ``timeout`` seconds."""
+        with self.lock:
+            pending = list(self.requests)
+        deadline = time.monotonic() + timeout
+        return all(r.finished.wait(max(0.0, deadline - time.monotonic())) for r in pending)
 
     def posts(self, path: str | None = None) -> list[RecordedRequest]:
         """POSTs received (optionally only those whose path ends with ``path``)."""

@@ -314,7 +314,7 @@ def test_concurrent_runs_for_one_period_do_not_interleave(couch, q1_db, tmp_path
         assert first[1] <= second[0]
 
         refusing = cfg.model_copy(update={"concurrent_runs": "refuse"})
-        d2.faults.delay_next(1.0, count=1, path="/api/dataValueSets", method="GET")
+        slowed = d2.faults.delay_next(1.0, count=1, path="/api/dataValueSets", method="GET")
         errors: list[Exception] = []
 
         def refused() -> None:
@@ -325,7 +325,8 @@ def test_concurrent_runs_for_one_period_do_not_interleave(couch, q1_db, tmp_path
 
         slow = threading.Thread(target=refused)
         slow.start()
-        threading.Event().wait(0.4)
+        # the slow run holds the lock while DHIS2 is answering its read
+        assert slowed.hit.wait(30), "the slow run never read DHIS2"
         refused()
         slow.join(60)
         assert len(errors) == 1 and "another run is pushing" in str(errors[0])

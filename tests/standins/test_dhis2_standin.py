@@ -785,7 +785,7 @@ def test_fault_hooks(dhis2: StandinFactory) -> None:
     posts = standin.store.posts("/api/dataValueSets")
     assert [p.fault for p in posts] == ["status", "status", None, "drop", "delay"]
     assert all(json.loads(p.body) == body for p in posts)
-    time.sleep(0.8)  # let the delayed request finish before counting writes
+    assert standin.store.settled(), "the delayed request never finished"
     assert sum(1 for a in standin.store.audit if a.audit_type == "UPDATE") == 0
 
 
