@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,10 @@ from .models import DataValue, DataValueSet
 from .report import OrgUnitCoverage
 
 MAX_LINEAGE_DEPTH = 50  # CHT's own recursion guard when it minifies lineage
+
+
+# dataElement, categoryOptionCombo, attributeOptionCombo, orgUnit, value
+ValueRow = tuple[str, str | None, str | None, str, int | float]
 
 
 class EngineError(ValueError):
@@ -491,36 +495,51 @@ class Aggregation:
 
     # -- result ---------------------------------------------------------------
 
+    def value_rows(
+        self, *, human_readable: bool = False, units: Iterable[str] | None = None
+    ) -> Iterator[ValueRow]:
+        """The rows as (dataElement, categoryOptionCombo, attributeOptionCombo, orgUnit,
+        value), org unit by org unit; ``units`` picks some (a batch) in this order. What
+        ``data_values`` and a streamed preview (``mediator/preview.py``) are made of."""
+        names = {m.row: m.target_id for m in reversed(self.mappings)}
+        percent = {row for row in self._rows if self._row_choice[row] == "percent"}
+        cells = self._cells
+        for unit in self._unit_order if units is None else units:
+            ou = self._unit_names[unit] if human_readable else unit
+            for row in self._rows:
+                cell = cells[(unit, row)]
+                amount: float
+                if row in percent:
+                    amount = round(cell.passed * 100 / cell.total) if cell.total else 0
+                else:
+                    amount = cell.value
+                element = names[row] if human_readable else row[0]
+                yield element, row[1], row[2], ou, _tidy(amount)
+
     def data_values(
         self, *, human_readable: bool = False, units: Iterable[str] | None = None
     ) -> list[DataValue]:
         """The rows, org unit by org unit; ``units`` picks some (a batch) in this order."""
-        names = {m.row: m.target_id for m in reversed(self.mappings)}
-        values: list[DataValue] = []
-        for unit in self._unit_order if units is None else units:
-            for row in self._rows:
-                cell = self._cells[(unit, row)]
-                amount: float
-                if self._row_choice[row] == "percent":
-                    amount = round(cell.passed * 100 / cell.total) if cell.total else 0
-                else:
-                    amount = cell.value
-                values.append(
-                    DataValue(
-                        dataElement=names[row] if human_readable else row[0],
-                        categoryOptionCombo=row[1],
-                        attributeOptionCombo=row[2],
-                        orgUnit=self._unit_names[unit] if human_readable else unit,
-                        value=_tidy(amount),
-                    )
-                )
-        return values
+        return [
+            DataValue(
+                dataElement=element,
+                categoryOptionCombo=coc,
+                attributeOptionCombo=aoc,
+                orgUnit=ou,
+                value=value,
+            )
+            for element, coc, aoc, ou, value in self.value_rows(
+                human_readable=human_readable, units=units
+            )
+        ]
+
+    def label(self, *, human_readable: bool = False) -> str:
+        """The data set as an export names it: its id, or its translation key."""
+        return data_set_label(self.settings, self.data_set) if human_readable else self.data_set
 
     def result(self, complete_date: str, *, human_readable: bool = False) -> DataValueSet:
         return DataValueSet(
-            dataSet=data_set_label(self.settings, self.data_set)
-            if human_readable
-            else self.data_set,
+            dataSet=self.label(human_readable=human_readable),
             completeDate=complete_date,
             period=self.period,
             dataValues=self.data_values(human_readable=human_readable),
