@@ -32,8 +32,16 @@ from .run_request import RunInputError, RunRequest
 class SourceRead:
     """Everything read from one CHT instance for one run."""
 
-    def __init__(self, source: ChtSource, recorder: Recorder | None, store: CacheStore) -> None:
+    def __init__(
+        self,
+        source: ChtSource,
+        recorder: Recorder | None,
+        store: CacheStore,
+        *,
+        users: bool = True,
+    ) -> None:
         self.source = source
+        self.wants_users = users  # coverage needs CHT's users; the values do not
         self.reader = ChtReader(source.settings, recorder=recorder)
         self.store = store if source.settings.cache else None
         self.app_settings: dict[str, Any] | None = None
@@ -55,6 +63,9 @@ class SourceRead:
         aggregation needs them first."""
         previous = self.store.load(self.source.settings) if self.store else None
         self.contacts = contacts = Contacts(self.reader, previous)
+        if not self.wants_users:
+            self.places = contacts.places(org_unit)
+            return
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-users")
 
         def users() -> dict[str, ChtUser]:
@@ -106,11 +117,15 @@ class ChtSide:
         config: RuntimeConfig,
         recorder: Recorder | None,
         period_type_of: Callable[[str], str | None] | None,
+        *,
+        users: bool = True,
     ) -> None:
+        """``users=False``: CHT's users are not read, so coverage is empty (a preview
+        shows values only; the users are a fifth of a cold run's reads)."""
         self.request, self.config = request, config
         self.now = request.as_of or utcnow()
         store = CacheStore(config.state_dir)
-        self.sources = [SourceRead(s, recorder, store) for s in config.sources()]
+        self.sources = [SourceRead(s, recorder, store, users=users) for s in config.sources()]
         self.reads: list[ChtRead] = []
         try:
             self._plan(period_type_of)
@@ -253,13 +268,20 @@ def read_source(
             for agg in feeding:
                 agg.add_owners(owners, lineages)
                 agg.add_target_docs(page)
+    if src.wants_users:
+        expect_users(src, mine)
+    src.keep()
+
+
+def expect_users(src: SourceRead, jobs: list[Job]) -> None:
+    """Coverage: the users expected to sync, placed by their contacts' lineages."""
+    assert src.contacts is not None
     # users who never synced still belong somewhere: their contacts' lineages too
     users = src.users()
     lineages, _ = src.contacts.lineages(list(users.values()))
-    for job in mine:
+    for job in jobs:
         job.aggs[src.source.name].add_owners(users.values(), lineages)
         job.aggs[src.source.name].expect_users(users)
-    src.keep()
 
 
 def finish(jobs: list[Job], sources: list[SourceRead], now: datetime) -> None:

@@ -7,18 +7,17 @@ pushed; 2 bad input (bad period, unknown data set, unreachable or refusing CHT).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date
 
+from . import preview as previews
 from .cht import ChtError
 from .config import ConfigError, RuntimeConfig
 from .locks import RunBusyError
 from .periods import PeriodError
-from .pipeline import compute, execute
+from .pipeline import execute
 from .run_request import CLI_NAMES, RunInputError, RunRequest
 from .secrets import warn_weak_secrets
 
@@ -79,22 +78,13 @@ def preview(args: argparse.Namespace, request: RunRequest) -> int:
         config = RuntimeConfig.from_env(need_dhis2=False)
         if request.scheduled:
             config.lookback_periods = 0  # a preview shows the latest completed month only
-        computed = compute(request, config)
-    except (ConfigError, RunInputError, ChtError, PeriodError) as exc:
+        shown = previews.write(request, config, sys.stdout, human_readable=args.human_readable)
+    except (ConfigError, RunInputError, ChtError, PeriodError, previews.PreviewFailed) as exc:
         return _fail(str(exc))
-    for name, warning in computed.source_warnings.items():
+    for name, warning in shown.warnings.items():
         print(f"warning: CHT instance {name}: {warning}", file=sys.stderr)
-    today = date.today().isoformat()
-    out = []
-    for job in computed.jobs:
-        if job.problem or job.read_error:
-            return _fail(job.problem or job.read_error or "")
-        out.append(job.value_set(today, human_readable=args.human_readable).as_export())
-        _diagnose(
-            f"{job.data_set} {job.period.iso}", job.merged.docs_read, dict(job.merged.skipped)
-        )
-    json.dump(out, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    for note in shown.notes:
+        _diagnose(f"{note.data_set} {note.period}", note.docs_read, note.skipped)
     return EXIT_OK
 
 
