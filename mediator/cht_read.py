@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from .cht import ChtReader
-from .cht_cache import CacheStore, ChtUser, Contacts
+from .cht import ChtReader, PageStream
+from .cht_cache import CacheStore, ChtUser, Contacts, Lineage
 from .config import ChtSource, RuntimeConfig
 from .engine import Aggregation, EngineError, data_set_ids, writes_targets
 from .http import PeerError, Recorder
@@ -233,44 +234,89 @@ def read_source(
     org_unit: str | None,
     reads: list[ChtRead],
 ) -> None:
-    """Aggregate every job this source feeds, reading each month once."""
+    """Aggregate every job this source feeds, reading each month once. The first
+    month's target pages are asked for before the contacts (the places view takes
+    CHT a quarter of a national month's read), so CHT is never idle meanwhile."""
     assert src.app_settings is not None
     mine = [j for j in jobs if j.problem is None and src.defines(j.data_set)]
     if not mine:
         return
-    if src.contacts is None:
-        src.start(org_unit)
-    assert src.contacts is not None and src.places is not None
-    for job in mine:
-        agg = Aggregation(
-            src.app_settings,
-            job.data_set,
-            job.period.iso,
-            org_unit=org_unit,
-            value_choices=config.value_choices,
-        )
-        agg.add_places(src.places)
-        job.aggs[src.source.name] = agg
-    for month in sorted({m for j in mine for m in j.period.months}):
-        read = ChtRead(period=month.dhis2, source=src.source.name, places=len(src.places))
-        reads.append(read)
-        feeding = [j.aggs[src.source.name] for j in mine if month in j.period.months]
-        for page in src.reader.target_pages(month):
+    months = sorted({m for j in mine for m in j.period.months})
+    ahead = src.reader.target_pages(months[0])
+    try:
+        if src.contacts is None:
+            src.start(org_unit)
+        assert src.contacts is not None and src.places is not None
+        for job in mine:
+            agg = Aggregation(
+                src.app_settings,
+                job.data_set,
+                job.period.iso,
+                org_unit=org_unit,
+                value_choices=config.value_choices,
+            )
+            agg.add_places(src.places)
+            job.aggs[src.source.name] = agg
+        for month in months:
+            pages = ahead if month == months[0] else src.reader.target_pages(month)
+            feeding = [j.aggs[src.source.name] for j in mine if month in j.period.months]
+            read = ChtRead(period=month.dhis2, source=src.source.name, places=len(src.places))
+            reads.append(read)  # before reading: a failed read still shows how far it got
+            read_month(src, pages, feeding, read)
+    finally:
+        ahead.close()
+    if src.wants_users:
+        expect_users(src, mine)
+    src.keep()
+
+
+def read_month(
+    src: SourceRead, pages: PageStream, feeding: list[Aggregation], read: ChtRead
+) -> None:
+    """Feed one month's target docs to the aggregations it belongs to, page by page,
+    each page's owners placed first. Owners not known yet are read on a thread of
+    their own as soon as their page is read (``OwnerLookups``), so CHT reads them
+    while it reads the next page and the mediator aggregates the last one."""
+    assert src.contacts is not None
+    lookups = OwnerLookups(src.contacts, src.reader)
+    pages.on_page = lookups.start
+    try:
+        for page in pages:
+            owners, placed = lookups.next()
+            lineages, looked_up = placed.result()
             read.pages += 1
             read.target_docs += len(page)
-            owners = [
-                doc["owner"]
-                for doc in page
-                if isinstance(doc, dict) and isinstance(doc.get("owner"), str)
-            ]
-            lineages, looked_up = src.contacts.lineages(owners)
             read.owners_looked_up += looked_up
             for agg in feeding:
                 agg.add_owners(owners, lineages)
                 agg.add_target_docs(page)
-    if src.wants_users:
-        expect_users(src, mine)
-    src.keep()
+    finally:
+        lookups.close()
+
+
+class OwnerLookups:
+    """The owners of each page, looked up in page order on a thread of their own."""
+
+    def __init__(self, contacts: Contacts, reader: ChtReader) -> None:
+        self.contacts = contacts
+        self.reader = reader.fork()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-owners")
+        self.started: deque[tuple[list[str], Future[tuple[dict[str, Lineage], int]]]] = deque()
+
+    def start(self, page: list[Any]) -> None:
+        owners = [
+            doc["owner"]
+            for doc in page
+            if isinstance(doc, dict) and isinstance(doc.get("owner"), str)
+        ]
+        self.started.append((owners, self.pool.submit(self.contacts.lineages, owners, self.reader)))
+
+    def next(self) -> tuple[list[str], Future[tuple[dict[str, Lineage], int]]]:
+        return self.started.popleft()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.reader.close()
 
 
 def expect_users(src: SourceRead, jobs: list[Job]) -> None:
