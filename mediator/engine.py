@@ -181,8 +181,11 @@ def _number(value: Any) -> int | float | None:
     return value
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cell:
+    """One (org unit, row) sum. Slots: a national month has 120,000 of them, 12 MB
+    less than with a ``__dict__`` each (``benchmarks/``)."""
+
     total: float = 0
     passed: float = 0
     value: float = 0
@@ -251,9 +254,9 @@ class Aggregation:
     _unit_order: list[str] = field(default_factory=list, init=False)
     _units_by_owner: dict[str, tuple[str, ...] | str] = field(default_factory=dict, init=False)
     _unit_sets: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict, init=False)
-    _cells: dict[tuple[str, tuple[str, str | None, str | None]], _Cell] = field(
-        default_factory=dict, init=False
-    )
+    # per org unit, its cells in the order of ``_rows``: one list per org unit rather than a
+    # (unit, row) key per cell, 10 MB less for a national month (benchmarks/)
+    _cells: dict[str, list[_Cell]] = field(default_factory=dict, init=False)
     _by_target: dict[str, list[TargetMapping]] = field(default_factory=dict, init=False)
     _rows: list[tuple[str, str | None, str | None]] = field(default_factory=list, init=False)
     _row_choice: dict[tuple[str, str | None, str | None], ValueChoice] = field(
@@ -300,8 +303,7 @@ class Aggregation:
                 if unit not in self._unit_names:
                     self._unit_names[unit] = str(place.get("name") or unit)
                     self._unit_order.append(unit)
-                    for row in self._rows:
-                        self._cells[(unit, row)] = _Cell()
+                    self._cells[unit] = [_Cell() for _ in self._rows]
 
     @property
     def org_units(self) -> list[str]:
@@ -352,7 +354,7 @@ class Aggregation:
         (filled as docs come), their cells by row index. Rebuilt whenever rows or org
         units were added since, so each target in a doc costs a few dict lookups
         instead of tuple keys built and hashed per (org unit, row)."""
-        shape = (len(self.mappings), len(self._cells))
+        shape = (len(self._rows), len(self._cells))
         if self._hot is None or self._hot[0] != shape:
             index = {row: i for i, row in enumerate(self._rows)}
             plan = {}
@@ -367,7 +369,7 @@ class Aggregation:
     def _unit_cells(self, units: tuple[str, ...], cache: dict[tuple[str, ...], Any]) -> Any:
         """For each org unit, its cells by row index (cached per set of org units:
         owners under the same units share one entry)."""
-        found = tuple([self._cells[(u, row)] for row in self._rows] for u in units)
+        found = tuple(self._cells[u] for u in units)
         cache[units] = found
         return found
 
@@ -503,11 +505,9 @@ class Aggregation:
         ``data_values`` and a streamed preview (``mediator/preview.py``) are made of."""
         names = {m.row: m.target_id for m in reversed(self.mappings)}
         percent = {row for row in self._rows if self._row_choice[row] == "percent"}
-        cells = self._cells
         for unit in self._unit_order if units is None else units:
             ou = self._unit_names[unit] if human_readable else unit
-            for row in self._rows:
-                cell = cells[(unit, row)]
+            for row, cell in zip(self._rows, self._cells[unit], strict=True):
                 amount: float
                 if row in percent:
                     amount = round(cell.passed * 100 / cell.total) if cell.total else 0
@@ -566,19 +566,21 @@ def merge_into(total: Aggregation, other: Aggregation) -> None:
         if row not in total._rows:
             total._rows.append(row)
             total.mappings.extend(m for m in other.mappings if m.row == row)
-            for unit in total._unit_order:
-                total._cells[(unit, row)] = _Cell()
+            for cells in total._cells.values():
+                cells.append(_Cell())
     for unit in other._unit_order:
         if unit not in total._unit_names:
             total._unit_names[unit] = other._unit_names[unit]
             total._unit_order.append(unit)
-            for row in total._rows:
-                total._cells[(unit, row)] = _Cell()
-    for key, cell in other._cells.items():
-        mine = total._cells[key]
-        mine.value += cell.value
-        mine.total += cell.total
-        mine.passed += cell.passed
+            total._cells[unit] = [_Cell() for _ in total._rows]
+    index = {row: i for i, row in enumerate(total._rows)}
+    for unit, cells in other._cells.items():
+        mine = total._cells[unit]
+        for row, cell in zip(other._rows, cells, strict=True):
+            into = mine[index[row]]
+            into.value += cell.value
+            into.total += cell.total
+            into.passed += cell.passed
     total.skipped.update(other.skipped)
     total.docs_read += other.docs_read
     total.docs_counted += other.docs_counted
