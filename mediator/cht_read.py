@@ -58,15 +58,14 @@ class SourceRead:
     def defines(self, data_set: str) -> bool:
         return self.app_settings is not None and data_set in data_set_ids(self.app_settings)
 
-    def start(self, org_unit: str | None) -> None:
-        """The users (for coverage only) on a thread of their own, so CHT reads them
-        while the places and the target pages are worked on; the places here, as
-        aggregation needs them first."""
+    def start(self) -> Contacts:
+        """The contacts kept by the last run, checked against CHT's changes feed, and the
+        users (for coverage only) on a thread of their own, so CHT reads them while the
+        places and the target pages are worked on."""
         previous = self.store.load(self.source.settings) if self.store else None
         self.contacts = contacts = Contacts(self.reader, previous)
         if not self.wants_users:
-            self.places = contacts.places(org_unit)
-            return
+            return contacts
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-users")
 
         def users() -> dict[str, ChtUser]:
@@ -77,7 +76,7 @@ class SourceRead:
                 reader.close()
 
         self._users = self._pool.submit(users)
-        self.places = contacts.places(org_unit)
+        return contacts
 
     def users(self) -> dict[str, str]:
         """Username -> contact id of the users who write target docs: only those are
@@ -235,18 +234,20 @@ def read_source(
     reads: list[ChtRead],
 ) -> None:
     """Aggregate every job this source feeds, reading each month once. The first
-    month's target pages are asked for before the contacts (the places view takes
-    CHT a quarter of a national month's read), so CHT is never idle meanwhile."""
+    month's target pages are asked for before anything else, and their owners are
+    looked up while the places are read, so CHT is never idle meanwhile."""
     assert src.app_settings is not None
     mine = [j for j in jobs if j.problem is None and src.defines(j.data_set)]
     if not mine:
         return
     months = sorted({m for j in mine for m in j.period.months})
     ahead = src.reader.target_pages(months[0])
+    lookups: OwnerLookups | None = None
     try:
-        if src.contacts is None:
-            src.start(org_unit)
-        assert src.contacts is not None and src.places is not None
+        contacts = src.contacts or src.start()
+        lookups = OwnerLookups(contacts, src.reader, ahead)
+        if src.places is None:
+            src.places = contacts.places(org_unit)
         for job in mine:
             agg = Aggregation(
                 src.app_settings,
@@ -258,50 +259,47 @@ def read_source(
             agg.add_places(src.places)
             job.aggs[src.source.name] = agg
         for month in months:
-            pages = ahead if month == months[0] else src.reader.target_pages(month)
+            if month != months[0]:
+                lookups.close()
+                lookups = OwnerLookups(contacts, src.reader, src.reader.target_pages(month))
             feeding = [j.aggs[src.source.name] for j in mine if month in j.period.months]
             read = ChtRead(period=month.dhis2, source=src.source.name, places=len(src.places))
             reads.append(read)  # before reading: a failed read still shows how far it got
-            read_month(src, pages, feeding, read)
+            read_month(lookups, feeding, read)
     finally:
         ahead.close()
+        if lookups is not None:
+            lookups.close()
     if src.wants_users:
         expect_users(src, mine)
     src.keep()
 
 
-def read_month(
-    src: SourceRead, pages: PageStream, feeding: list[Aggregation], read: ChtRead
-) -> None:
+def read_month(lookups: OwnerLookups, feeding: list[Aggregation], read: ChtRead) -> None:
     """Feed one month's target docs to the aggregations it belongs to, page by page,
-    each page's owners placed first. Owners not known yet are read on a thread of
-    their own as soon as their page is read (``OwnerLookups``), so CHT reads them
-    while it reads the next page and the mediator aggregates the last one."""
-    assert src.contacts is not None
-    lookups = OwnerLookups(src.contacts, src.reader)
-    pages.on_page = lookups.start
-    try:
-        for page in pages:
-            owners, placed = lookups.next()
-            lineages, looked_up = placed.result()
-            read.pages += 1
-            read.target_docs += len(page)
-            read.owners_looked_up += looked_up
-            for agg in feeding:
-                agg.add_owners(owners, lineages)
-                agg.add_target_docs(page)
-    finally:
-        lookups.close()
+    each page's owners placed first (``OwnerLookups``: read beside the next page)."""
+    for page in lookups.pages:
+        owners, placed = lookups.next()
+        lineages, looked_up = placed.result()
+        read.pages += 1
+        read.target_docs += len(page)
+        read.owners_looked_up += looked_up
+        for agg in feeding:
+            agg.add_owners(owners, lineages)
+            agg.add_target_docs(page)
 
 
 class OwnerLookups:
-    """The owners of each page, looked up in page order on a thread of their own."""
+    """The owners of each page of a month, looked up in page order on a thread of their
+    own as soon as the page is read (``PageStream.on_page``), so CHT reads them while
+    it reads the next page and the mediator aggregates the last one."""
 
-    def __init__(self, contacts: Contacts, reader: ChtReader) -> None:
-        self.contacts = contacts
+    def __init__(self, contacts: Contacts, reader: ChtReader, pages: PageStream) -> None:
+        self.contacts, self.pages = contacts, pages
         self.reader = reader.fork()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-owners")
         self.started: deque[tuple[list[str], Future[tuple[dict[str, Lineage], int]]]] = deque()
+        pages.on_page = self.start
 
     def start(self, page: list[Any]) -> None:
         owners = [
@@ -349,6 +347,8 @@ def finish(jobs: list[Job], sources: list[SourceRead], now: datetime) -> None:
         if not job.aggs:
             job.problem = f"no CHT instance defines data set {job.data_set}"
             continue
+        if not any(s.wants_users for s in sources):
+            continue  # no users read (a preview): no coverage to tell
         tags = [m.tag for m in job.period.months]
         counts = [agg.users_synced(tags) for agg in job.aggs.values()]
         job.users = (sum(c[0] for c in counts), sum(c[1] for c in counts))
