@@ -52,6 +52,7 @@ import orjson
 from benchmarks.generate import DATA_SET, National, Spec, batches
 from devstack.couchdb import CouchServer
 from devstack.dhis2_standin import Dhis2StandIn
+from mediator.config import ChtSettings, Dhis2Settings
 from mediator.engine import Aggregation, lineage_ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,9 +102,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets", type=int, default=30, help="targets per target doc")
     p.add_argument("--mapped", type=int, default=20, help="targets mapped to DHIS2")
     p.add_argument("--never-synced", type=float, default=0.03, help="share of users")
-    p.add_argument("--page-size", type=int, default=1000, help="CHT_PAGE_SIZE")
-    p.add_argument("--owner-batch", type=int, default=500, help="CHT_OWNER_BATCH")
-    p.add_argument("--chunk-size", type=int, default=500, help="DHIS2_CHUNK_SIZE")
+    # the mediator's own defaults: the commands as people run them
+    cht, dhis2 = ChtSettings.model_fields, Dhis2Settings.model_fields
+    p.add_argument("--page-size", type=int, default=cht["page_size"].default, help="CHT_PAGE_SIZE")
+    p.add_argument(
+        "--owner-batch", type=int, default=cht["owner_batch"].default, help="CHT_OWNER_BATCH"
+    )
+    p.add_argument(
+        "--chunk-size", type=int, default=dhis2["chunk_size"].default, help="DHIS2_CHUNK_SIZE"
+    )
     p.add_argument("--repeats", type=int, default=3, help="rounds (medians are reported)")
     p.add_argument("--no-double", action="store_true", help="skip the 2x target docs month")
     p.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/<time>.json)")
