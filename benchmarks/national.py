@@ -2,29 +2,30 @@
 
 The commands people run, each as a whole process of its own, side by side with CHT's
 own export against the same pouchdb-server. It loads a synthetic national deployment
-(``benchmarks.generate``), then each round (``--repeats``, default 3) runs:
+(``benchmarks.generate``), then:
 
-- ``bare``: the floor, a plain paged read of the month's target docs
-  (``benchmarks.worker``);
-- ``cht_export``: CHT's own export code (cht-core 5.2.0 ``dhis.js`` in node, through
-  ``cht-export-oracle``) for the month, reading CouchDB as admin as CHT's API does;
-- ``preview_cold``: ``python -m mediator preview``, nothing kept (a first run);
-- ``preview_warm``: the same again, with the contacts the first kept in
-  ``MEDIATOR_STATE_DIR`` (every later run);
-- ``push_cold``: ``python -m mediator push`` of the month to a DHIS2 stand-in that
-  holds nothing, nothing kept;
-- ``push_warm``: the next month (DHIS2 holds nothing for it), contacts kept;
-- ``rerun``: the first month again, nothing changed: nothing to send.
+- read rounds (``--rounds``, default 8), each reading the month four ways, the order
+  turning from round to round (``read_rounds``):
+  ``bare``, the floor: a plain paged read of the month's target docs
+  (``benchmarks.worker``); ``cht_export``: CHT's own export code (cht-core 5.2.0
+  ``dhis.js`` in node, through ``cht-export-oracle``), reading CouchDB as admin as
+  CHT's API does; ``preview_cold``: ``python -m mediator preview``, nothing kept (a
+  first run); ``preview_warm``: the same with contacts kept in ``MEDIATOR_STATE_DIR``
+  (every later run);
+- push rounds (``--repeats``, default 3), each against a DHIS2 stand-in that holds
+  nothing: ``push_cold``, ``python -m mediator push`` of the month, nothing kept;
+  ``push_warm``, the next month, contacts kept; ``rerun``, the first month again,
+  nothing changed: nothing to send;
+- once, ``preview`` and ``push`` (both cold) of a month with twice the target docs on
+  the same org units, to see memory grow (or not); and pure aggregation on docs in
+  memory.
 
-Then once, ``preview`` and ``push`` (both cold) of a month with twice the target docs
-on the same org units, to see memory grow (or not), and pure aggregation on docs in
-memory. Each figure is the whole process as a user sees it: wall time from start to
-exit, CPU and peak resident memory (``wait4``), the CHT server's CPU meanwhile (node's
+Each figure is the whole process as a user sees it: wall time from start to exit, CPU
+and peak resident memory (``benchmarks.launch``), the CHT server's CPU meanwhile (node's
 ``/proc`` counters), and for the mediator what the process counts inside
-(``benchmarks.worker``: waits on CHT and on DHIS2, requests, owners read).
-
-Ratios are taken within a round (its commands run back to back), then the median of
-the rounds. It prints a table and writes everything as JSON (``--out``).
+(``benchmarks.worker``: waits on CHT and on DHIS2, requests, owners read). Read-side
+ratios are taken within a round, then the median of the rounds. It prints a table and
+writes everything as JSON (``--out``).
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ COMMANDS = (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.national", description=__doc__)
     p.add_argument("--scale", type=float, default=1.0, help="multiply every count (default 1)")
-    p.add_argument("--small", action="store_true", help="the CI preset: --scale 0.01 --repeats 1")
+    p.add_argument(
+        "--small", action="store_true", help="the CI preset: --scale 0.01 --rounds 1 --repeats 1"
+    )
     p.add_argument("--counties", type=int)
     p.add_argument("--sub-counties", type=int)
     p.add_argument("--wards", type=int)
@@ -111,12 +114,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--chunk-size", type=int, default=dhis2["chunk_size"].default, help="DHIS2_CHUNK_SIZE"
     )
-    p.add_argument("--repeats", type=int, default=3, help="rounds (medians are reported)")
+    p.add_argument("--rounds", type=int, default=8, help="read rounds (bare, export, preview)")
+    p.add_argument("--repeats", type=int, default=3, help="push rounds (cold, warm, re-run)")
     p.add_argument("--no-double", action="store_true", help="skip the 2x target docs month")
     p.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/<time>.json)")
     args = p.parse_args(argv)
     if args.small:
-        args.scale, args.repeats = 0.01, 1
+        args.scale, args.rounds, args.repeats = 0.01, 1, 1
     return args
 
 
@@ -349,12 +353,12 @@ def pure_aggregation(nat: National, month: str, page_size: int, repeats: int) ->
     }
 
 
-def same_numbers(preview_out: Path, export_out: Path) -> dict[str, Any]:
+def same_numbers(preview_out: bytes, export_out: Path) -> dict[str, Any]:
     """Does preview give CHT's export's numbers? Value for value, once the preview's
     rows are summed over category option combos: CHT keys rows by data element only
     (README "Differences from CHT's built-in export"), and the deployment splits four
     data elements by age."""
-    (ours,) = orjson.loads(preview_out.read_bytes())
+    (ours,) = orjson.loads(preview_out)
     theirs = orjson.loads(export_out.read_bytes())
     summed: Counter[tuple[str, str]] = Counter()
     for value in ours["dataValues"]:
@@ -368,45 +372,68 @@ def same_numbers(preview_out: Path, export_out: Path) -> dict[str, Any]:
     }
 
 
-def rounds(runner: Runner, nat: National, args: argparse.Namespace) -> dict[str, list[Any]]:
-    first, second = nat.spec.months[0], nat.spec.months[1]
-    runs: dict[str, list[Any]] = {key: [] for key, _ in COMMANDS}
-    runs["checks"] = []
-    for i in range(args.repeats):
-        print(f"round {i + 1} of {args.repeats} (load {load_average()})…", file=sys.stderr)
-        state = Path(tempfile.mkdtemp(prefix="state-", dir=runner.tmp))
-        runs["bare"].append(runner.bare(first))
-        if ORACLE.exists():
-            runs["cht_export"].append(runner.cht_export(first))
-        cold = runner.preview("preview_cold", first, state)
-        warm = runner.preview("preview_warm", first, state)
-        runs["preview_cold"].append(cold)
-        runs["preview_warm"].append(warm)
+READ_SIDE = ("bare", "cht_export", "preview_cold", "preview_warm")
+
+
+def read_rounds(runner: Runner, month: str, rounds: int) -> dict[str, list[Any]]:
+    """The month read four ways, ``rounds`` times, in an order that turns each round:
+    pouchdb-server keeps the database in node's heap, so a command pays part of the
+    garbage the one before it left (CHT's export leaves the most); turning the order,
+    each follows each as often. Warm runs share a state dir a first, untimed, run filled."""
+    runs: dict[str, list[Any]] = {key: [] for key in (*READ_SIDE, "checks")}
+    warm_state = Path(tempfile.mkdtemp(prefix="state-", dir=runner.tmp))
+    runner.preview("fill_warm_state", month, warm_state)
+    order = [key for key in READ_SIDE if key != "cht_export" or ORACLE.exists()]
+    for i in range(rounds):
+        turned = order[i % len(order) :] + order[: i % len(order)]
+        print(f"read round {i + 1} of {rounds} (load {load_average()})…", file=sys.stderr)
+        for key in turned:
+            if key == "bare":
+                runs[key].append(runner.bare(month))
+            elif key == "cht_export":
+                runs[key].append(runner.cht_export(month))
+            else:
+                cold = Path(tempfile.mkdtemp(prefix="state-", dir=runner.tmp))
+                state = cold if key == "preview_cold" else warm_state
+                runs[key].append(runner.preview(key, month, state))
+        cold_out = Path(runs["preview_cold"][-1]["stdout"]).read_bytes()
         check: dict[str, Any] = {
-            "warm_output_equals_cold": Path(cold["stdout"]).read_bytes()
-            == Path(warm["stdout"]).read_bytes()
+            "warm_output_equals_cold": cold_out
+            == Path(runs["preview_warm"][-1]["stdout"]).read_bytes()
         }
         if ORACLE.exists():
-            check.update(same_numbers(Path(cold["stdout"]), Path(runs["cht_export"][-1]["stdout"])))
+            check.update(same_numbers(cold_out, Path(runs["cht_export"][-1]["stdout"])))
         runs["checks"].append(check)
-        # a DHIS2 that holds nothing; the pushes share a state dir, as a deployment's runs do
+    return runs
+
+
+def push_rounds(runner: Runner, nat: National, rounds: int) -> dict[str, list[Any]]:
+    """A month pushed to a DHIS2 that holds nothing, nothing kept; the next month with
+    the contacts kept; the first again, unchanged. The pushes of a round share a state
+    dir, as a deployment's runs do."""
+    first, second = nat.spec.months[0], nat.spec.months[1]
+    runs: dict[str, list[Any]] = {"push_cold": [], "push_warm": [], "rerun": []}
+    for i in range(rounds):
+        print(f"push round {i + 1} of {rounds} (load {load_average()})…", file=sys.stderr)
         runner.start_dhis2(nat)
         state = Path(tempfile.mkdtemp(prefix="state-", dir=runner.tmp))
         runs["push_cold"].append(runner.push("push_cold", first, state))
         runs["push_warm"].append(runner.push("push_warm", second, state))
         runs["rerun"].append(runner.push("rerun", first, state))
-    if nat.spec.double_month:
-        print(f"2x target docs, {nat.spec.double_month}…", file=sys.stderr)
-        month = nat.spec.double_month
-        runs["preview_double"].append(
-            runner.preview("preview_double", month, Path(tempfile.mkdtemp(dir=runner.tmp)))
-        )
-        runner.start_dhis2(nat)
-        runs["push_double"].append(
-            runner.push("push_double", month, Path(tempfile.mkdtemp(dir=runner.tmp)))
-        )
-    runner.stop_dhis2()
     return runs
+
+
+def doubled(runner: Runner, nat: National) -> dict[str, list[Any]]:
+    """Preview and push, cold, of the month with twice the target docs."""
+    month = nat.spec.double_month
+    if month is None:
+        return {}
+    print(f"2x target docs, {month}…", file=sys.stderr)
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=runner.tmp))
+    preview = runner.preview("preview_double", month, state)
+    runner.start_dhis2(nat)
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=runner.tmp))
+    return {"preview_double": [preview], "push_double": [runner.push("push_double", month, state)]}
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
@@ -438,7 +465,12 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             if ORACLE.exists():  # its first use installs its node modules: not timed
                 runner.cht_export(spec.months[0])
             try:
-                out["runs"] = rounds(runner, nat, args)
+                first = spec.months[0]
+                out["runs"] = {
+                    **read_rounds(runner, first, args.rounds),
+                    **push_rounds(runner, nat, args.repeats),
+                    **doubled(runner, nat),
+                }
             finally:
                 runner.stop_dhis2()
     finally:
@@ -457,11 +489,15 @@ def _median(runs: list[dict[str, Any]], field: str) -> float | None:
 
 
 def _ratio(runs: dict[str, list[Any]], top: str, bottom: str) -> float | None:
-    """The median over rounds of top / bottom, each round's own pair."""
-    pairs = list(zip(runs[top], runs[bottom], strict=False))
-    if not pairs:
+    """Read side: the median over rounds of top / bottom, each round's own pair (run
+    back to back). Pushes (rounds of their own): the ratio of the medians."""
+    if not runs.get(top) or not runs.get(bottom):
         return None
-    return round(statistics.median(a["wall_seconds"] / b["wall_seconds"] for a, b in pairs), 3)
+    if top in READ_SIDE:
+        pairs = zip(runs[top], runs[bottom], strict=True)
+        return round(statistics.median(a["wall_seconds"] / b["wall_seconds"] for a, b in pairs), 3)
+    medians = [statistics.median(r["wall_seconds"] for r in runs[k]) for k in (top, bottom)]
+    return round(medians[0] / medians[1], 3)
 
 
 def summarise(out: dict[str, Any]) -> dict[str, Any]:
@@ -569,7 +605,8 @@ def table(out: dict[str, Any]) -> str:
         f"{cold.get('target_docs')} target docs a month, {spec['targets']} targets "
         f"({spec['mapped']} mapped, {spec['rows_per_org_unit']} rows per org unit); "
         f"page size {out['settings']['page_size']}, owner batch "
-        f"{out['settings']['owner_batch']}; medians of {len(out['runs']['bare'])} round(s)",
+        f"{out['settings']['owner_batch']}; medians of {len(out['runs']['bare'])} read and "
+        f"{len(out['runs']['push_cold'])} push round(s)",
         "",
         f"{'command (each a whole process)':<42}{'wall s':>8}{'x bare':>8}{'x CHT':>8}"
         f"{'peak MB':>9}{'CPU s':>7}{'CHT CPU s':>10}",
