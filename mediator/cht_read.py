@@ -255,6 +255,7 @@ def read_source(
                 job.period.iso,
                 org_unit=org_unit,
                 value_choices=config.value_choices,
+                track_sync=src.wants_users,
             )
             agg.add_places(src.places)
             job.aggs[src.source.name] = agg

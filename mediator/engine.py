@@ -245,6 +245,9 @@ class Aggregation:
     period: str  # DHIS2 form, e.g. 202401
     org_unit: str | None = None
     value_choices: Mapping[str, ValueChoice] = field(default_factory=dict)
+    # False: who synced is not noted (a preview shows no coverage; per user, it is the one
+    # thing that grows with a month's target docs)
+    track_sync: bool = True
     mappings: list[TargetMapping] = field(init=False)
     skipped: Counter[str] = field(default_factory=Counter, init=False)
     docs_read: int = field(default=0, init=False)
@@ -390,7 +393,8 @@ class Aggregation:
         targets = doc.get("targets")
         if not isinstance(targets, list):
             return SKIP_NO_TARGETS
-        self.sync.saw(doc)
+        if self.track_sync:
+            self.sync.saw(doc)
         owner = doc.get("owner")
         if not isinstance(owner, str) or not owner:
             return SKIP_NO_OWNER
