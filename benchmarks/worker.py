@@ -1,16 +1,20 @@
-"""One measured mediator run, in a process of its own.
+"""One measured command, in a process of its own, with its waits counted.
 
-``python -m benchmarks.worker TASK.json RESULT.json``. The benchmark starts this
-as a child so that its peak resident memory (``VmHWM``) is the mediator's alone:
-the CouchDB server (node) and the DHIS2 stand-in live in other processes.
+``python -m benchmarks.worker RESULT.json mediator preview --period 2024-01`` runs
+``python -m mediator preview --period 2024-01`` (``mediator.cli.main``: the command
+people run, its output on this process's stdout) with the instrumentation below;
+``python -m benchmarks.worker RESULT.json bare 2024-01`` is the floor: a plain paged
+read of the month's target docs, decoded as the mediator decodes them (orjson), then
+dropped. Both take CHT's address from ``CHT_URL``, ``CHT_DB``, ``CHT_USERNAME``,
+``CHT_PASSWORD`` and ``CHT_PAGE_SIZE``, as the mediator does.
 
-Modes: ``bare`` (the floor: a plain paged read of the month's target docs with
-``requests``, docs discarded), ``aggregate`` (``run.compute``: CHT read and
-aggregation, no DHIS2) and ``push`` (``run.execute``: the whole run).
-
-The instrumentation is here, not in ``mediator/``: it wraps the reader's and the
-DHIS2 client's methods to time, from the main thread's point of view, how long
-the run waits on CHT and on DHIS2, and what the process spends in CPU.
+The parent (``benchmarks.national``) measures what a user sees of the process: its
+wall time, CPU and peak memory (``wait4``). What the process says of itself is
+written to RESULT.json: how long its main thread was blocked on CHT (reading the
+settings and every group of months, ``cht_read.ChtSide``) and on DHIS2 (every
+``Dhis2Client`` call), requests per peer, target pages and docs read, owners looked
+up. The instrumentation lives here, not in ``mediator/``; it wraps a few hundred
+calls per run, well under a per cent of a run's time.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import sys
 import threading
 import time
@@ -25,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 import requests
 
 
@@ -36,8 +42,10 @@ class Clock:
     wait_dhis2: float = 0.0
     cht_requests: int = 0
     dhis2_requests: int = 0
-    json_seconds: float = 0.0
-    json_bytes: int = 0
+    pages: int = 0
+    target_docs: int = 0
+    owners_looked_up: int = 0
+    json_seconds: float = 0.0  # CPU decoding CHT's answers, every thread
 
 
 CLOCK = Clock()
@@ -49,6 +57,11 @@ def _on_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _add(field: str, amount: float) -> None:
+    with _LOCK:
+        setattr(CLOCK, field, getattr(CLOCK, field) + amount)
+
+
 def _timed(field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add the main thread's blocked time inside ``fn`` to ``CLOCK.<field>``.
 
@@ -58,7 +71,7 @@ def _timed(field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def measure(start_wall: float, start_cpu: float) -> None:
         blocked = (time.perf_counter() - start_wall) - (time.thread_time() - start_cpu)
-        setattr(CLOCK, field, getattr(CLOCK, field) + max(0.0, blocked))
+        _add(field, max(0.0, blocked))
 
     if inspect.isgeneratorfunction(fn):
 
@@ -97,24 +110,23 @@ def _timed(field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _instrument_json() -> None:
-    """Time every JSON body decode in any thread, in CPU seconds: ``Response.json`` (the
-    bare read, the DHIS2 client) and the CHT reader's ``decode_json`` (orjson)."""
-    original = requests.models.Response.json
-
-    def timed_json(self: requests.models.Response, **kwargs: Any) -> Any:
-        start = time.thread_time()
-        try:
-            return original(self, **kwargs)
-        finally:
-            spent = time.thread_time() - start
-            with _LOCK:
-                CLOCK.json_seconds += spent
-                CLOCK.json_bytes += len(self.content or b"")
-
-    requests.models.Response.json = timed_json  # type: ignore[method-assign]
-
+def instrument() -> None:
+    """Count and time the run from inside: requests per peer, CHT's answers decoded,
+    pages and owners read, and the main thread's waits on each peer."""
     import mediator.cht
+    from mediator import cht_read
+    from mediator.dhis2 import Dhis2Client
+    from mediator.http import HttpClient
+
+    send = HttpClient.send
+
+    def counted_send(self: HttpClient, *args: Any, **kwargs: Any) -> Any:
+        field = {"CHT": "cht_requests", "DHIS2": "dhis2_requests"}.get(self.peer.name)
+        if field:
+            _add(field, 1)
+        return send(self, *args, **kwargs)
+
+    HttpClient.send = counted_send  # type: ignore[method-assign]
 
     decode = mediator.cht.decode_json
 
@@ -123,153 +135,65 @@ def _instrument_json() -> None:
         try:
             return decode(content)
         finally:
-            spent = time.thread_time() - start
-            with _LOCK:
-                CLOCK.json_seconds += spent
-                CLOCK.json_bytes += len(content or b"")
+            _add("json_seconds", time.thread_time() - start)
 
     mediator.cht.decode_json = timed_decode  # type: ignore[assignment]
 
+    read_month = cht_read.read_month
 
-def instrument() -> None:
-    from mediator.cht import ChtReader
-    from mediator.dhis2 import Dhis2Client
-    from mediator.http import HttpClient
+    def counted_read_month(lookups: Any, feeding: Any, read: Any) -> None:
+        try:
+            read_month(lookups, feeding, read)
+        finally:
+            _add("pages", read.pages)
+            _add("target_docs", read.target_docs)
+            _add("owners_looked_up", read.owners_looked_up)
 
-    _instrument_json()
-    send = HttpClient.send
-
-    def counted_send(self: HttpClient, *args: Any, **kwargs: Any) -> Any:
-        field = {"CHT": "cht_requests", "DHIS2": "dhis2_requests"}.get(self.peer.name)
-        if field:
-            with _LOCK:
-                setattr(CLOCK, field, getattr(CLOCK, field) + 1)
-        return send(self, *args, **kwargs)
-
-    HttpClient.send = counted_send  # type: ignore[method-assign]
-    for cls, field in ((ChtReader, "wait_cht"), (Dhis2Client, "wait_dhis2")):
+    cht_read.read_month = counted_read_month  # type: ignore[assignment]
+    # the main thread's CHT reads: the settings (a ChtReader call, below), then every group
+    # of months, its target pages and owners waited for (read on helper threads)
+    cht_read.ChtSide.groups = _timed("wait_cht", cht_read.ChtSide.groups)  # type: ignore[method-assign]
+    for cls, field in ((mediator.cht.ChtReader, "wait_cht"), (Dhis2Client, "wait_dhis2")):
         for name, member in list(vars(cls).items()):
             if not name.startswith("_") and inspect.isfunction(member) and name != "close":
                 setattr(cls, name, _timed(field, member))
 
 
-def peak_rss_mb() -> float:
-    """VmHWM: the peak resident set of this process, in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def bare_read(task: dict[str, Any]) -> dict[str, Any]:
+def bare_read(month: str) -> int:
     """The floor: page the month's target docs as the reader does, decode, discard."""
     session = requests.Session()
-    session.auth = (task["username"], task["password"])
+    session.auth = (os.environ["CHT_USERNAME"], os.environ["CHT_PASSWORD"])
     session.headers["Accept"] = "application/json"
-    size = task["page_size"]
-    prefix = f"target~{task['months'][0]}~"
+    size = int(os.environ.get("CHT_PAGE_SIZE", "1000"))
+    url = f"{os.environ['CHT_URL']}/{os.environ.get('CHT_DB', 'medic')}/_all_docs"
+    prefix = f"target~{month}~"
     start, end = json.dumps(prefix), json.dumps(prefix + "\ufff0")
-    docs = pages = 0
-    url = f"{task['url']}/{task['db']}/_all_docs"
     while True:
         params = {"startkey": start, "endkey": end, "include_docs": "true", "limit": str(size + 1)}
         response = session.get(url, params=params, timeout=120)
-        CLOCK.cht_requests += 1
         response.raise_for_status()
-        rows = response.json()["rows"]
-        pages += 1
-        docs += len(rows[:size])
+        rows = orjson.loads(response.content)["rows"]
+        CLOCK.cht_requests += 1
+        CLOCK.pages += 1
+        CLOCK.target_docs += len(rows[:size])
         if len(rows) <= size:
-            break
+            return 0
         start = json.dumps(rows[size]["id"])
-    return {"docs": docs, "pages": pages}
-
-
-def _periods(texts: list[str]) -> list[Any]:
-    """Monthly periods as the run orchestration takes them."""
-    from mediator import periods
-
-    kind = getattr(periods, "Period", None) or periods.Month
-    return [kind.parse(text) for text in texts]
-
-
-def run(task: dict[str, Any]) -> dict[str, Any]:
-    from mediator.config import ChtSettings, Dhis2Settings, RuntimeConfig
-    from mediator.pipeline import compute, execute
-    from mediator.run_request import RunRequest
-
-    cht = ChtSettings(
-        url=task["url"],
-        db=task["db"],
-        username=task["username"],
-        password=task["password"],
-        page_size=task["page_size"],
-        owner_batch=task["owner_batch"],
-    )
-    request = RunRequest(periods=_periods(task["months"]))
-    if task["mode"] == "aggregate":
-        computed = compute(request, RuntimeConfig(cht=cht, state_dir=task.get("state_dir")))
-        reads = computed.reads
-        return {
-            "docs": sum(r.target_docs for r in reads),
-            "pages": sum(r.pages for r in reads),
-            "owners_looked_up": sum(r.owners_looked_up for r in reads),
-            "values": sum(
-                len(job.merged.org_units) * len({m.row for m in job.merged.mappings})
-                for job in computed.jobs
-                if job.aggs
-            ),
-            "read_errors": [r.error for r in reads if r.error]
-            + list(computed.source_errors.values()),
-        }
-    dhis2 = Dhis2Settings(
-        url=task["dhis2_url"],
-        username=task["dhis2_username"],
-        password=task["dhis2_password"],
-        chunk_size=task["chunk_size"],
-    )
-    report = execute(request, RuntimeConfig(cht=cht, dhis2=dhis2, state_dir=task.get("state_dir")))
-    totals = report.totals()
-    return {
-        "status": report.status,
-        "docs": sum(r.target_docs for r in report.cht),
-        "pages": sum(r.pages for r in report.cht),
-        "owners_looked_up": sum(r.owners_looked_up for r in report.cht),
-        "values_computed": sum(r.values_computed for r in report.results),
-        "values_sent": sum(r.values_sent for r in report.results),
-        "values_unchanged": sum(r.values_unchanged for r in report.results),
-        "chunks_sent": sum(r.chunks_sent for r in report.results),
-        "imported": totals.imported,
-        "updated": totals.updated,
-        "ignored": totals.ignored,
-        "per_period": {
-            r.period: {"values_sent": r.values_sent, "status": r.status} for r in report.results
-        },
-        "errors": [r.error for r in report.results if r.error]
-        + [f.message for f in report.findings if f.level == "error"],
-    }
 
 
 def main(argv: list[str]) -> int:
-    task = json.loads(open(argv[0]).read())
-    instrument()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    outcome = bare_read(task) if task["mode"] == "bare" else run(task)
-    wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
-    result = {
-        "mode": task["mode"],
-        "months": task["months"],
-        "wall_seconds": wall,
-        "cpu_seconds": cpu,
-        "peak_rss_mb": peak_rss_mb(),
-        **asdict(CLOCK),
-        **outcome,
-    }
-    with open(argv[1], "w") as out:
-        json.dump(result, out)
-    return 0
+    result_path, mode, *rest = argv
+    if mode == "bare":
+        code = bare_read(rest[0])
+    else:
+        instrument()
+        from mediator.cli import main as mediator_main
+
+        code = mediator_main(rest)
+        sys.stdout.flush()
+    with open(result_path, "w") as out:
+        json.dump({"exit": code, **asdict(CLOCK)}, out)
+    return code
 
 
 if __name__ == "__main__":

@@ -96,7 +96,9 @@ class ChtReader:
 
     def fork(self) -> ChtReader:
         """A reader on a connection of its own, for another thread."""
-        return ChtReader(self.settings, http=self.http.fork())
+        forked = ChtReader(self.settings, http=self.http.fork())
+        forked._bulk_get_ok = self._bulk_get_ok
+        return forked
 
     @property
     def db_url(self) -> str:
@@ -224,54 +226,15 @@ class ChtReader:
         rows: list[dict[str, Any]] = body.get("rows", [])
         return rows
 
-    def target_pages(self, month: Month) -> Iterator[list[Any]]:
-        """The month's target docs, ``page_size`` at a time (never the month at once)."""
-        for rows in self._id_range_rows(f"target~{month.tag}~", f"target docs {month.tag}"):
-            yield [row.get("doc") for row in rows]
+    def target_pages(self, month: Month) -> PageStream:
+        """The month's target docs, ``page_size`` at a time (never the month at once).
+        The first page is asked for at once, while the caller reads what else it needs."""
+        return PageStream(self, f"target~{month.tag}~", f"target docs {month.tag}", docs=True)
 
-    def user_rows(self, *, docs: bool) -> Iterator[list[dict[str, Any]]]:
+    def user_rows(self, *, docs: bool) -> PageStream:
         """``_all_docs`` rows of the ``org.couchdb.user:`` range (user-settings docs): with
         their docs, or ids only (a later run: to find new and deleted users)."""
-        return self._id_range_rows("org.couchdb.user:", "user-settings docs", docs=docs)
-
-    def _id_range_rows(
-        self, prefix: str, name: str, *, docs: bool = True
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Rows whose id starts with ``prefix``, paged through ``_all_docs``.
-
-        The next page is read (by a helper thread, on a connection of its own) while the
-        caller works on this one, so CHT's time hides the mediator's own; no more than
-        two pages are held at once. Errors surface where the page is asked for.
-        """
-        end = json.dumps(prefix + "\ufff0")
-        size = self.settings.page_size
-        ahead_http = self.http.fork()
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-pages")
-        include = {"include_docs": "true"} if docs else {}
-
-        def read(start: str) -> Any:
-            return self._request(
-                "GET",
-                f"{self.db_url}/_all_docs",
-                params={"startkey": start, "endkey": end, **include, "limit": str(size + 1)},
-                what=name,
-                http=ahead_http,
-            )
-
-        try:
-            ahead: Future[Any] | None = pool.submit(read, json.dumps(prefix))
-            while ahead is not None:
-                rows = ahead.result().get("rows", [])
-                page = rows[:size]
-                ahead = (
-                    pool.submit(read, json.dumps(rows[size]["id"])) if len(rows) > size else None
-                )
-                if page:
-                    yield page
-        finally:
-            # a caller that stops early must not wait for a page it will never use
-            pool.shutdown(wait=False, cancel_futures=True)
-            ahead_http.close()
+        return PageStream(self, "org.couchdb.user:", "user-settings docs", docs=docs, rows=True)
 
     def docs_by_id(self, ids: list[str]) -> dict[str, dict[str, Any] | None]:
         """Docs by id, ``owner_batch`` at a time; missing or deleted ids map to None.
@@ -318,6 +281,26 @@ class ChtReader:
             doc = row.get("doc")
             if isinstance(key, str):
                 found[key] = doc if isinstance(doc, dict) else None
+
+    def translations(self, locale: str) -> dict[str, str]:
+        """CHT's translations for ``locale``, falling back to English, as CHT's own
+        ``config.translate`` looks a key up (cht-core ``api/src/config.js``): the
+        ``messages-{code}`` docs, ``custom`` over ``generic`` (or the older ``values``).
+        Read only for ``preview --human-readable``; a doc CHT does not have gives
+        nothing, and the key is shown, as CHT shows it."""
+        wanted = list(dict.fromkeys([f"messages-{locale}", "messages-en"]))
+        found = self.docs_by_id(wanted)
+        merged: dict[str, str] = {}
+        for ident in reversed(wanted):  # English first, the locale over it
+            doc = found.get(ident) or {}
+            generic, older = doc.get("generic"), doc.get("values")
+            values: dict[str, Any] = {}
+            if isinstance(generic, dict):
+                values = {**generic, **(doc.get("custom") or {})}
+            elif isinstance(older, dict):
+                values = older
+            merged.update({k: v for k, v in values.items() if isinstance(v, str) and v})
+        return merged
 
     # -- what changed since the last run (cht_cache) ---------------------------------
 
@@ -376,6 +359,67 @@ class ChtReader:
             changed.update(r["id"] for r in body["results"])
             last = last if last is not None else body["last_seq"]
         return changed, last
+
+
+class PageStream:
+    """Rows whose id starts with ``prefix``, paged through ``_all_docs``, with their
+    docs (``docs``) or not; each page is its docs, or with ``rows`` its rows.
+
+    The next page is read (by a helper thread, on a connection of its own) while the
+    caller works on this one, so CHT's time hides the mediator's own; the first is
+    asked for as soon as the stream is made. No more than two pages are held at once.
+    ``on_page``, when set, is called with each page in order as soon as it is read (on
+    the helper thread), or else just before the page is handed over: the caller can
+    ask CHT for what the page needs (its owners) while it still works on the last one.
+    Errors surface where the page is asked for; ``close`` (or the end of the range)
+    lets the helper go, and a caller that stops early never waits for a page.
+    """
+
+    def __init__(
+        self, reader: ChtReader, prefix: str, name: str, *, docs: bool, rows: bool = False
+    ) -> None:
+        self.reader, self.name, self.docs, self.rows = reader, name, docs, rows
+        self.end = json.dumps(prefix + "\ufff0")
+        self.size = reader.settings.page_size
+        self.on_page: Callable[[list[Any]], None] | None = None
+        self.http = reader.http.fork()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-pages")
+        self.ahead: Future[tuple[list[Any], str | None, bool]] | None = self.pool.submit(
+            self._read, json.dumps(prefix)
+        )
+
+    def _read(self, start: str) -> tuple[list[Any], str | None, bool]:
+        """One page, where the next one starts (None: this is the last), and whether
+        ``on_page`` saw it."""
+        include = {"include_docs": "true"} if self.docs else {}
+        params = {"startkey": start, "endkey": self.end, **include, "limit": str(self.size + 1)}
+        body = self.reader._request(
+            "GET", f"{self.reader.db_url}/_all_docs", params=params, what=self.name, http=self.http
+        )
+        rows = body.get("rows", [])
+        after = json.dumps(rows[-1]["id"]) if len(rows) > self.size else None
+        page = rows[: self.size] if self.rows else [row.get("doc") for row in rows[: self.size]]
+        hook = self.on_page
+        if hook is not None and page:
+            hook(page)
+        return page, after, hook is not None
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        try:
+            while self.ahead is not None:
+                page, after, seen = self.ahead.result()
+                if page and not seen and self.on_page is not None:
+                    self.on_page(page)  # before the next page is asked for: pages stay in order
+                self.ahead = self.pool.submit(self._read, after) if after else None
+                if page:
+                    yield page
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.ahead = None
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.http.close()
 
 
 def _url_hint(settings: ChtSettings) -> str:

@@ -229,12 +229,10 @@ class Contacts:
         return missing is not None and not missing
 
     def places(self, org_unit: str | None) -> list[dict[str, Any]]:
-        """The contacts that carry ``dhis`` (view order), as ``ChtReader.places``."""
-        if not self.warm:
-            docs = self.reader.places(org_unit)
-            for place in docs:
-                self._keep_place(place["_id"], place)
-            return docs
+        """The contacts that carry ``dhis`` (view order), as ``ChtReader.places`` gives
+        them: the view's ids, and the docs not kept (all, the first time) by id. On
+        pouchdb-server the view with ``include_docs`` costs twice as much (``benchmarks/``);
+        both give each doc's winning revision."""
         ids = self.reader.place_ids(org_unit)
         unknown = [i for i in ids if i not in self.cache.places]
         for ident, doc in self.reader.docs_by_id(unknown).items():
@@ -276,11 +274,14 @@ class Contacts:
             name: (contact, roles) for name, contact, roles in fresh.values() if name and contact
         }
 
-    def lineages(self, ids: list[str]) -> tuple[dict[str, Lineage], int]:
-        """Lineages of these contacts, and how many had to be read from CHT."""
+    def lineages(
+        self, ids: list[str], reader: ChtReader | None = None
+    ) -> tuple[dict[str, Lineage], int]:
+        """Lineages of these contacts, and how many had to be read from CHT. ``reader``:
+        another one, when this runs on a thread of its own."""
         unknown = [i for i in dict.fromkeys(ids) if i not in self.cache.lineages]
         if unknown:
-            for ident, doc in self.reader.docs_by_id(unknown).items():
+            for ident, doc in (reader or self.reader).docs_by_id(unknown).items():
                 self.cache.lineages[ident] = lineage_ids(doc) if doc else None
                 if doc:
                     self._witness(ident, doc)

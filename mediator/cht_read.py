@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from .cht import ChtReader
-from .cht_cache import CacheStore, ChtUser, Contacts
+from .cht import ChtReader, PageStream
+from .cht_cache import CacheStore, ChtUser, Contacts, Lineage
 from .config import ChtSource, RuntimeConfig
 from .engine import Aggregation, EngineError, data_set_ids, writes_targets
 from .http import PeerError, Recorder
@@ -32,8 +33,16 @@ from .run_request import RunInputError, RunRequest
 class SourceRead:
     """Everything read from one CHT instance for one run."""
 
-    def __init__(self, source: ChtSource, recorder: Recorder | None, store: CacheStore) -> None:
+    def __init__(
+        self,
+        source: ChtSource,
+        recorder: Recorder | None,
+        store: CacheStore,
+        *,
+        users: bool = True,
+    ) -> None:
         self.source = source
+        self.wants_users = users  # coverage needs CHT's users; the values do not
         self.reader = ChtReader(source.settings, recorder=recorder)
         self.store = store if source.settings.cache else None
         self.app_settings: dict[str, Any] | None = None
@@ -49,12 +58,14 @@ class SourceRead:
     def defines(self, data_set: str) -> bool:
         return self.app_settings is not None and data_set in data_set_ids(self.app_settings)
 
-    def start(self, org_unit: str | None) -> None:
-        """The users (for coverage only) on a thread of their own, so CHT reads them
-        while the places and the target pages are worked on; the places here, as
-        aggregation needs them first."""
+    def start(self) -> Contacts:
+        """The contacts kept by the last run, checked against CHT's changes feed, and the
+        users (for coverage only) on a thread of their own, so CHT reads them while the
+        places and the target pages are worked on."""
         previous = self.store.load(self.source.settings) if self.store else None
         self.contacts = contacts = Contacts(self.reader, previous)
+        if not self.wants_users:
+            return contacts
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-users")
 
         def users() -> dict[str, ChtUser]:
@@ -65,7 +76,7 @@ class SourceRead:
                 reader.close()
 
         self._users = self._pool.submit(users)
-        self.places = contacts.places(org_unit)
+        return contacts
 
     def users(self) -> dict[str, str]:
         """Username -> contact id of the users who write target docs: only those are
@@ -106,11 +117,15 @@ class ChtSide:
         config: RuntimeConfig,
         recorder: Recorder | None,
         period_type_of: Callable[[str], str | None] | None,
+        *,
+        users: bool = True,
     ) -> None:
+        """``users=False``: CHT's users are not read, so coverage is empty (a preview
+        shows values only; the users are a fifth of a cold run's reads)."""
         self.request, self.config = request, config
         self.now = request.as_of or utcnow()
         store = CacheStore(config.state_dir)
-        self.sources = [SourceRead(s, recorder, store) for s in config.sources()]
+        self.sources = [SourceRead(s, recorder, store, users=users) for s in config.sources()]
         self.reads: list[ChtRead] = []
         try:
             self._plan(period_type_of)
@@ -218,48 +233,100 @@ def read_source(
     org_unit: str | None,
     reads: list[ChtRead],
 ) -> None:
-    """Aggregate every job this source feeds, reading each month once."""
+    """Aggregate every job this source feeds, reading each month once. The first
+    month's target pages are asked for before anything else, and their owners are
+    looked up while the places are read, so CHT is never idle meanwhile."""
     assert src.app_settings is not None
     mine = [j for j in jobs if j.problem is None and src.defines(j.data_set)]
     if not mine:
         return
-    if src.contacts is None:
-        src.start(org_unit)
-    assert src.contacts is not None and src.places is not None
-    for job in mine:
-        agg = Aggregation(
-            src.app_settings,
-            job.data_set,
-            job.period.iso,
-            org_unit=org_unit,
-            value_choices=config.value_choices,
-        )
-        agg.add_places(src.places)
-        job.aggs[src.source.name] = agg
-    for month in sorted({m for j in mine for m in j.period.months}):
-        read = ChtRead(period=month.dhis2, source=src.source.name, places=len(src.places))
-        reads.append(read)
-        feeding = [j.aggs[src.source.name] for j in mine if month in j.period.months]
-        for page in src.reader.target_pages(month):
-            read.pages += 1
-            read.target_docs += len(page)
-            owners = [
-                doc["owner"]
-                for doc in page
-                if isinstance(doc, dict) and isinstance(doc.get("owner"), str)
-            ]
-            lineages, looked_up = src.contacts.lineages(owners)
-            read.owners_looked_up += looked_up
-            for agg in feeding:
-                agg.add_owners(owners, lineages)
-                agg.add_target_docs(page)
+    months = sorted({m for j in mine for m in j.period.months})
+    ahead = src.reader.target_pages(months[0])
+    lookups: OwnerLookups | None = None
+    try:
+        contacts = src.contacts or src.start()
+        lookups = OwnerLookups(contacts, src.reader, ahead)
+        if src.places is None:
+            src.places = contacts.places(org_unit)
+        for job in mine:
+            agg = Aggregation(
+                src.app_settings,
+                job.data_set,
+                job.period.iso,
+                org_unit=org_unit,
+                value_choices=config.value_choices,
+                track_sync=src.wants_users,
+            )
+            agg.add_places(src.places)
+            job.aggs[src.source.name] = agg
+        for month in months:
+            if month != months[0]:
+                lookups.close()
+                lookups = OwnerLookups(contacts, src.reader, src.reader.target_pages(month))
+            feeding = [j.aggs[src.source.name] for j in mine if month in j.period.months]
+            read = ChtRead(period=month.dhis2, source=src.source.name, places=len(src.places))
+            reads.append(read)  # before reading: a failed read still shows how far it got
+            read_month(lookups, feeding, read)
+    finally:
+        ahead.close()
+        if lookups is not None:
+            lookups.close()
+    if src.wants_users:
+        expect_users(src, mine)
+    src.keep()
+
+
+def read_month(lookups: OwnerLookups, feeding: list[Aggregation], read: ChtRead) -> None:
+    """Feed one month's target docs to the aggregations it belongs to, page by page,
+    each page's owners placed first (``OwnerLookups``: read beside the next page)."""
+    for page in lookups.pages:
+        owners, placed = lookups.next()
+        lineages, looked_up = placed.result()
+        read.pages += 1
+        read.target_docs += len(page)
+        read.owners_looked_up += looked_up
+        for agg in feeding:
+            agg.add_owners(owners, lineages)
+            agg.add_target_docs(page)
+
+
+class OwnerLookups:
+    """The owners of each page of a month, looked up in page order on a thread of their
+    own as soon as the page is read (``PageStream.on_page``), so CHT reads them while
+    it reads the next page and the mediator aggregates the last one."""
+
+    def __init__(self, contacts: Contacts, reader: ChtReader, pages: PageStream) -> None:
+        self.contacts, self.pages = contacts, pages
+        self.reader = reader.fork()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-owners")
+        self.started: deque[tuple[list[str], Future[tuple[dict[str, Lineage], int]]]] = deque()
+        pages.on_page = self.start
+
+    def start(self, page: list[Any]) -> None:
+        owners = [
+            doc["owner"]
+            for doc in page
+            if isinstance(doc, dict) and isinstance(doc.get("owner"), str)
+        ]
+        self.started.append((owners, self.pool.submit(self.contacts.lineages, owners, self.reader)))
+
+    def next(self) -> tuple[list[str], Future[tuple[dict[str, Lineage], int]]]:
+        return self.started.popleft()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.reader.close()
+
+
+def expect_users(src: SourceRead, jobs: list[Job]) -> None:
+    """Coverage: the users expected to sync, placed by their contacts' lineages."""
+    assert src.contacts is not None
     # users who never synced still belong somewhere: their contacts' lineages too
     users = src.users()
     lineages, _ = src.contacts.lineages(list(users.values()))
-    for job in mine:
+    for job in jobs:
         job.aggs[src.source.name].add_owners(users.values(), lineages)
         job.aggs[src.source.name].expect_users(users)
-    src.keep()
 
 
 def finish(jobs: list[Job], sources: list[SourceRead], now: datetime) -> None:
@@ -281,6 +348,8 @@ def finish(jobs: list[Job], sources: list[SourceRead], now: datetime) -> None:
         if not job.aggs:
             job.problem = f"no CHT instance defines data set {job.data_set}"
             continue
+        if not any(s.wants_users for s in sources):
+            continue  # no users read (a preview): no coverage to tell
         tags = [m.tag for m in job.period.months]
         counts = [agg.users_synced(tags) for agg in job.aggs.values()]
         job.users = (sum(c[0] for c in counts), sum(c[1] for c in counts))

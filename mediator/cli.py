@@ -16,19 +16,19 @@ import sys
 import textwrap
 import time
 from collections.abc import Sequence
-from datetime import date
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 
 from . import __version__, summary
+from . import preview as previews
 from .cht import ChtError
 from .config import ENV_VARS, ConfigError, RuntimeConfig
 from .http import SessionTransport, Transport, without_userinfo
 from .locks import RunBusyError
 from .periods import PeriodError
-from .pipeline import compute, execute
+from .pipeline import execute
 from .report import RunReport
 from .run_request import CLI_NAMES, MAX_BACKFILL_MONTHS, MAX_PERIODS, RunInputError, RunRequest
 from .runs import record_cli_run
@@ -184,28 +184,13 @@ def preview(args: argparse.Namespace, request: RunRequest) -> int:
         config = RuntimeConfig.from_env(need_dhis2=False)
         if request.scheduled:
             config.lookback_periods = 0  # a preview shows the latest completed month only
-        computed = compute(request, config)
-    except (ConfigError, RunInputError, ChtError, PeriodError) as exc:
+        shown = previews.write(request, config, sys.stdout, human_readable=args.human_readable)
+    except (ConfigError, RunInputError, ChtError, PeriodError, previews.PreviewFailed) as exc:
         return _fail(str(exc))
-    for name, warning in computed.source_warnings.items():
+    for name, warning in shown.warnings.items():
         print(f"warning: CHT instance {name}: {warning}", file=sys.stderr)
-    fed = [job for job in computed.jobs if not (job.problem or job.read_error)]
-    if request.org_unit and fed and not any(job.merged.org_units for job in fed):
-        return _fail(
-            f"org unit {request.org_unit}: no CHT place carries it (dhis.orgUnit); "
-            "check the id against the dhis.orgUnit of CHT's places"
-        )
-    today = date.today().isoformat()
-    out = []
-    for job in computed.jobs:
-        if job.problem or job.read_error:
-            return _fail(job.problem or job.read_error or "")
-        out.append(job.value_set(today, human_readable=args.human_readable).as_export())
-        _diagnose(
-            f"{job.data_set} {job.period.iso}", job.merged.docs_read, dict(job.merged.skipped)
-        )
-    json.dump(out, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    for note in shown.notes:
+        _diagnose(f"{note.data_set} {note.period}", note.docs_read, note.skipped)
     return EXIT_OK
 
 

@@ -94,6 +94,19 @@ def seed(couch: CouchServer, settings: dict[str, Any], docs: list[dict[str, Any]
     return name
 
 
+def use_db(monkeypatch: Any, couch: CouchServer, db: str, **more: str) -> None:
+    """Point the mediator (its CHT_* variables) at ``db`` on ``couch``, as its admin."""
+    env = {
+        "CHT_URL": couch.url,
+        "CHT_DB": db,
+        "CHT_USERNAME": couch.username,
+        "CHT_PASSWORD": couch.password,
+        **more,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
 # CHT's own export code (cht-core 5.2.0 api/src/services/export/dhis.js) run by the project's
 # shared tool; CHT_EXPORT_ORACLE points elsewhere.
 ORACLE = Path(

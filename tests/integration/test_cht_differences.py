@@ -17,7 +17,15 @@ from mediator.config import ChtSettings, RuntimeConfig
 from mediator.periods import Month
 from mediator.pipeline import compute
 from mediator.run_request import RunRequest
-from tests.cht_fixtures import DATA_SET, DEFAULT_SETTINGS, contact, mock_settings, seed, target_doc
+from tests.cht_fixtures import (
+    DATA_SET,
+    DEFAULT_SETTINGS,
+    contact,
+    mock_settings,
+    seed,
+    target_doc,
+    use_db,
+)
 
 
 def config_for(couch, db: str, **cht: Any) -> RuntimeConfig:
@@ -207,14 +215,7 @@ def test_malformed_docs_are_skipped_and_counted_by_reason(couch):
 
 
 def test_malformed_docs_are_reported_on_stderr_by_preview(couch, monkeypatch, capsys):
-    db = seed(couch, DEFAULT_SETTINGS, MALFORMED)
-    for key, value in {
-        "CHT_URL": couch.url,
-        "CHT_DB": db,
-        "CHT_USERNAME": couch.username,
-        "CHT_PASSWORD": couch.password,
-    }.items():
-        monkeypatch.setenv(key, value)
+    use_db(monkeypatch, couch, seed(couch, DEFAULT_SETTINGS, MALFORMED))
     assert main(["preview", "--period", "2000-02"]) == 0
     err = capsys.readouterr().err
     assert "owner_lineage_loop: 1" in err
@@ -254,11 +255,7 @@ def test_legacy_and_configurable_contact_types_both_roll_up(couch):
 
 @pytest.fixture
 def cht_env(couch, monkeypatch):
-    db = seed(couch, DEFAULT_SETTINGS, [contact("chu")])
-    monkeypatch.setenv("CHT_URL", couch.url)
-    monkeypatch.setenv("CHT_DB", db)
-    monkeypatch.setenv("CHT_USERNAME", couch.username)
-    monkeypatch.setenv("CHT_PASSWORD", couch.password)
+    use_db(monkeypatch, couch, seed(couch, DEFAULT_SETTINGS, [contact("chu")]))
     return monkeypatch
 
 

@@ -24,6 +24,7 @@ from tests.cht_fixtures import (
     mock_settings,
     seed,
     target_doc,
+    use_db,
 )
 
 BIRTHS, DELIVERIES, COC = "kB0ZBFisE0e", "e22tIwy1nKR", "HllvX50cXC0"
@@ -39,11 +40,7 @@ class Preview:
 @pytest.fixture
 def preview(couch, monkeypatch, capsys):
     def run(settings: dict[str, Any], docs: list[dict[str, Any]], *args: str) -> Preview:
-        db = seed(couch, settings, docs)
-        monkeypatch.setenv("CHT_URL", couch.url)
-        monkeypatch.setenv("CHT_DB", db)
-        monkeypatch.setenv("CHT_USERNAME", couch.username)
-        monkeypatch.setenv("CHT_PASSWORD", couch.password)
+        use_db(monkeypatch, couch, seed(couch, settings, docs))
         capsys.readouterr()
         code = main(["preview", "--period", "2000-02", *args])
         out = capsys.readouterr()
@@ -130,6 +127,36 @@ def test_case03_human_readable_single_data_set_single_org_unit(preview):
 MULTI_CONTACT = contact(
     "chu", dhis=[{"orgUnit": "ou-1", "dataSet": "ds-1"}, {"orgUnit": "ou-2", "dataSet": "ds-2"}]
 )
+
+
+def test_human_readable_names_the_data_set_in_chts_language(preview):
+    """CHT's export translates the data set's translation_key (``config.translate``:
+    the app's locale, then English, then the key itself); the oracle here stubs
+    translate, so the expectation is CHT's rule, not the oracle's output."""
+    english = {
+        "_id": "messages-en",
+        "type": "translations",
+        "code": "en",
+        "generic": {"dataset 1": "Monthly CHW report", "other": "x"},
+        "custom": {},
+    }
+    french = {
+        "_id": "messages-fr",
+        "type": "translations",
+        "code": "fr",
+        "generic": {},
+        "custom": {"dataset 1": "Rapport mensuel des ASC"},
+    }
+    args = ("--data-set", "ds-1", "--human-readable")
+    shown = preview(MULTI, [MULTI_CONTACT, english], *args)
+    assert shown.code == 0 and shown.sets[0]["dataSet"] == "Monthly CHW report"
+    in_french = preview({**MULTI, "locale": "fr"}, [MULTI_CONTACT, english, french], *args)
+    assert in_french.sets[0]["dataSet"] == "Rapport mensuel des ASC"
+    # a key no translation doc holds is shown as the key, as CHT shows it
+    missing = preview(
+        {**MULTI, "locale": "fr"}, [MULTI_CONTACT, french], "--data-set", "ds-2", "--human-readable"
+    )
+    assert missing.code == 0 and missing.sets[0]["dataSet"] == "dataset 2"
 
 
 def test_case04_human_readable_contact_with_multiple_org_units(preview):

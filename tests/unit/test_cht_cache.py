@@ -18,6 +18,15 @@ VIEW = f"{URL}/medic/_design/medic-admin/_view/contacts_by_dhis_orgunit"
 PLACE = {"_id": "hc1", "name": "HC 1", "dhis": {"orgUnit": "OU1"}}
 
 
+def fresh_places() -> None:
+    """CHT as a run that trusts nothing kept finds the places: ids from the view, docs
+    by id (``Contacts.places``)."""
+    responses.get(VIEW, json={"rows": [{"id": "hc1", "key": "OU1", "value": None}]})
+    responses.post(
+        f"{URL}/medic/_bulk_get", json={"results": [{"id": "hc1", "docs": [{"ok": PLACE}]}]}
+    )
+
+
 def kept() -> ContactCache:
     return ContactCache(
         seq=5, instance="t0", lineages={"chw": ("chw", "hc1")}, places={"hc1": PLACE}
@@ -28,9 +37,9 @@ def kept() -> ContactCache:
 def test_a_user_forbidden_the_changes_feed_reads_everything_afresh_and_keeps_nothing():
     responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t0"})
     responses.post(f"{URL}/medic/_changes", status=403, json={"error": "forbidden"})
-    responses.get(VIEW, json={"rows": [{"id": "hc1", "key": "OU1", "doc": PLACE}]})
+    fresh_places()
     contacts = Contacts(ChtReader(ChtSettings(url=URL)), kept())
-    assert contacts.places(None) == [PLACE]  # read with include_docs, not from the cache
+    assert contacts.places(None) == [PLACE]  # read afresh, not from the cache
     assert not contacts.warm and not contacts.keepable
     assert contacts.cache.lineages == {}  # the kept lineage was not trusted
 
@@ -124,9 +133,9 @@ def test_kept_revisions_all_present_keep_the_cache():
 def test_the_changes_feed_check_falling_over_means_fresh_reads_never_a_failed_run(fault):
     responses.get(f"{URL}/medic/", json={"update_seq": 9, "instance_start_time": "t0"})
     responses.post(f"{URL}/medic/_changes", **fault)
-    responses.get(VIEW, json={"rows": [{"id": "hc1", "key": "OU1", "doc": PLACE}]})
+    fresh_places()
     contacts = Contacts(ChtReader(ChtSettings(url=URL), sleep=lambda _s: None), kept())
-    assert contacts.places(None) == [PLACE]  # read afresh, with include_docs
+    assert contacts.places(None) == [PLACE]  # read afresh, not from the cache
     assert not contacts.warm and not contacts.keepable and contacts.cache.lineages == {}
     assert contacts.warning and "read afresh" in contacts.warning
 
