@@ -27,7 +27,7 @@ from .models import iso, utcnow
 from .report import Finding, RunReport
 from .secrets import Scrubber
 from .steps import orchestrations
-from .summary import cut, data_set_label, problems, sentence
+from .summary import cut, data_set_label, labels, problems, sentence
 
 __all__ = ["iso"]
 
@@ -107,7 +107,7 @@ def properties(report: RunReport, *, results: int = RESULT_PROPERTIES) -> dict[s
     counts, each problem once with its periods and its fix, never cut mid-word."""
     totals = report.totals()
     results_of = report.results
-    names = {r.data_set: data_set_label(r) for r in results_of}
+    names = labels(report)
     props: dict[str, str] = {
         "summary": cut(sentence(report), PROPERTY_CHARS, "(see the response body)"),
         "status": envelope_status(report),
@@ -211,7 +211,7 @@ def report_body(report: RunReport, limit: int = BODY_LIMIT, *, detail: int = 2) 
     preflight findings and up to ``LIST_CAP`` rejected rows per result, 1 five rows and
     no findings (the problems say them), 0 the counts only. Valid JSON, within
     ``limit`` characters (fewer details until it is)."""
-    names = {r.data_set: r.data_set_name for r in report.results if r.data_set_name}
+    names = report.data_set_names()
     body: dict[str, Any] = {
         "summary": sentence(report),
         "status": envelope_status(report),

@@ -411,7 +411,8 @@ class RunHistory:
             return
         with self._exclusive() as current:
             known = {**current.data_set_names, **names}
-            self._save(current.model_copy(update={"data_set_names": known}))
+            if known != current.data_set_names:  # a run that names nothing new writes nothing
+                self._save(current.model_copy(update={"data_set_names": known}))
 
     def runs(self) -> list[RunSummary]:
         with self._lock:

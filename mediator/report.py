@@ -203,6 +203,11 @@ class RunReport(BaseModel):
     diagnoses: list[Diagnosis] = Field(default_factory=list)  # every problem, with its fix
     exchanges: list[Exchange] = Field(default_factory=list, exclude=True)
 
+    def data_set_names(self) -> dict[str, str]:
+        """Data set id -> the name DHIS2 gave it in this run's metadata, from any of its
+        (data set, period) results that read it."""
+        return {r.data_set: r.data_set_name for r in self.results if r.data_set_name}
+
     def totals(self) -> ImportCount:
         total = ImportCount()
         for result in self.results:

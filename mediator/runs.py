@@ -505,6 +505,8 @@ def record_run(
             request=request,
         )
         history.record(summary, coverage)
+        if report is not None:  # the run's own metadata named them: no need to ask
+            history.learn_names(report.data_set_names())
         unknown = [ds for ds in summary.data_sets if ds not in history.names()]
         if unknown and runtime is not None and runtime.dhis2 is not None and _answered(report):
             history.learn_names(data_set_names(runtime.dhis2, unknown))

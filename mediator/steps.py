@@ -23,7 +23,7 @@ from .dhis2_imports import parse_import
 from .models import Exchange, iso
 from .report import DataSetResult, RunReport
 from .secrets import Scrubber
-from .summary import cut, data_set_label
+from .summary import cut, data_set_label, labels
 
 Orchestration = dict[str, Any]
 _SERVER_PATHS = ("/api/system/info", "/api/me", "/api/systemSettings/", "/api/dataSets/")
@@ -144,7 +144,7 @@ def _cht_step(exchanges: list[Exchange], report: RunReport, scrub: Scrubber) -> 
 
 def _server_step(exchanges: list[Exchange], report: RunReport, scrub: Scrubber) -> Orchestration:
     version = next((r.dhis2_version for r in report.results if r.dhis2_version), None)
-    named = {r.data_set: data_set_label(r) for r in report.results}
+    named = labels(report)
     sets = [
         named.get(ex.path.rsplit("/", 1)[1], ex.path.rsplit("/", 1)[1])
         for ex in exchanges

@@ -83,12 +83,17 @@ def data_set_label(result: DataSetResult) -> str:
     )
 
 
+def labels(report: RunReport) -> dict[str, str]:
+    """Data set id -> "Name (id)" where DHIS2 named it in this run, else the id."""
+    names = report.data_set_names()
+    return {
+        r.data_set: f"{names[r.data_set]} ({r.data_set})" if r.data_set in names else r.data_set
+        for r in report.results
+    }
+
+
 def _names(report: RunReport) -> list[str]:
-    named: dict[str, str] = {}
-    for r in report.results:
-        named.setdefault(r.data_set, data_set_label(r))
-        if r.data_set_name:
-            named[r.data_set] = data_set_label(r)
+    named = labels(report)
     return [named.get(ds, ds) for ds in report.data_sets] or list(named.values())
 
 

@@ -282,6 +282,19 @@ def test_names_from_dhis2_are_shown_next_to_ids(tmp_path: Path) -> None:
     assert f"MoH Monthly &lt;Integration&gt; <code>{DS}</code>" in html
 
 
+def test_names_the_run_read_from_dhis2_are_kept_without_asking_again(tmp_path: Path) -> None:
+    """The run's own metadata named the data set: the page shows it, and no name look-up
+    is made (the report holds no DHIS2 answer, so one would not be tried)."""
+    named = report()
+    named.results[0].data_set_name = "MoH Monthly Integration"
+    history = RunHistory(path=tmp_path / STATE_FILE)
+    client = app_with(lambda r, c: named, history=history).test_client()
+    client.get("/push?period=2024-05")
+    assert history.names() == {DS: "MoH Monthly Integration"}
+    html = client.get("/").get_data(as_text=True)
+    assert f"MoH Monthly Integration <code>{DS}</code>" in html
+
+
 def test_the_history_file_is_shared_by_the_processes_that_record_into_it(tmp_path: Path) -> None:
     """serve keeps a RunHistory open; a command-line push records into the same file: the
     page shows both, and neither overwrites the other's run."""
