@@ -171,15 +171,29 @@ class ChtSide:
 
     def groups(self) -> Iterator[list[Job]]:
         """The jobs, aggregated, a group of jobs sharing months at a time (month order);
-        jobs refused before reading come first, alone."""
-        refused = [j for j in self.jobs if j.problem is not None]
-        if refused:
-            finish(refused, self.sources, self.now)
-            yield refused
-        for group in month_groups([j for j in self.jobs if j.problem is None]):
-            with collector_paused():
-                self._read(group)
+        jobs refused before reading come first, alone. A group is read when it is
+        reached, so the caller can let one go before the next is read."""
+        for group in self._planned():
+            self._aggregate(group)
             yield group
+
+    def aggregate_all(self) -> None:
+        """Every job aggregated, kept by its job (``preview`` without streaming,
+        ``/coverage``)."""
+        for group in self._planned():
+            self._aggregate(group)
+
+    def _planned(self) -> list[list[Job]]:
+        refused = [j for j in self.jobs if j.problem is not None]
+        rest = month_groups([j for j in self.jobs if j.problem is None])
+        return [refused, *rest] if refused else rest
+
+    def _aggregate(self, group: list[Job]) -> None:
+        if any(j.problem is not None for j in group):  # refused: nothing to read
+            finish(group, self.sources, self.now)
+            return
+        with collector_paused():
+            self._read(group)
 
     def _read(self, group: list[Job]) -> None:
         for src in self.sources:

@@ -147,8 +147,7 @@ def compute(
     ``read_error``."""
     cht = ChtSide(request, config, recorder, period_type_of)
     try:
-        for _group in cht.groups():
-            continue  # each group is aggregated as it is reached; the jobs keep it
+        cht.aggregate_all()
         return Computed(cht.data_sets, cht.jobs, cht.reads, cht.source_errors, cht.source_warnings)
     finally:
         cht.close()
