@@ -164,14 +164,24 @@ def test_no_data_write_sharing_on_the_data_set_is_diagnosed_with_the_fix(couch, 
         assert "Sharing" in found.fix and "can capture" in found.fix
 
 
-def test_a_category_option_not_writable_refuses_its_rows_only(couch, cht_db):
+UNDER_20_OPTION = "CoUnder20aa"
+
+
+def under_20_behind_its_own_option() -> dict[str, Any]:
+    """Metadata without expiry (expiryDays 0) whose under-20 category option combo is made of a
+    category option of its own, so that option's sharing can refuse its rows."""
     md = metadata(0)
     for cc in md["categoryCombos"]:
         for coc in cc["categoryOptionCombos"]:
             if coc["id"] == dep.COC_UNDER_20:
-                coc["categoryOptions"] = [{"id": "CoUnder20aa"}]
+                coc["categoryOptions"] = [{"id": UNDER_20_OPTION}]
+    return md
+
+
+def test_a_category_option_not_writable_refuses_its_rows_only(couch, cht_db):
+    md = under_20_behind_its_own_option()
     with Dhis2StandIn(metadata=md, version="2.41.1", now=lambda: LATE) as d2:
-        d2.user("admin").category_option_access = {"CoUnder20aa": "rwr-----"}
+        d2.user("admin").category_option_access = {UNDER_20_OPTION: "rwr-----"}
         report = push(couch, cht_db, d2)
         (result,) = report.results
         refused = {(r.categoryOptionCombo, r.errorCode) for r in result.rejected}
@@ -207,13 +217,9 @@ def test_on_236_rows_a_conflict_cannot_be_tied_to_are_never_called_delivered(cou
     """2.36 says "User has no data write access for CategoryOption" with the object
     ``dataValueSet``: no row is named. Every row of that chunk not counted imported is
     "not confirmed", never delivered; DHIS2 holds no more than the report says."""
-    md = metadata(0)
-    for cc in md["categoryCombos"]:
-        for coc in cc["categoryOptionCombos"]:
-            if coc["id"] == dep.COC_UNDER_20:
-                coc["categoryOptions"] = [{"id": "CoUnder20aa"}]
+    md = under_20_behind_its_own_option()
     with Dhis2StandIn(metadata=md, version="2.36", now=lambda: LATE) as d2:
-        d2.user("admin").category_option_access = {"CoUnder20aa": "rwr-----"}
+        d2.user("admin").category_option_access = {UNDER_20_OPTION: "rwr-----"}
         report = push(couch, cht_db, d2)
         (result,) = report.results
         assert result.unconfirmed and result.status == "warning"
