@@ -53,6 +53,7 @@ import orjson
 from benchmarks.generate import DATA_SET, National, Spec, batches
 from devstack.couchdb import CouchServer
 from devstack.dhis2_standin import Dhis2StandIn
+from devstack.shared import SHARED
 from mediator.config import ChtSettings, Dhis2Settings
 from mediator.engine import Aggregation, lineage_ids
 
@@ -60,9 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 # CHT's own export code, run by the project's shared tool (CHT_EXPORT_ORACLE elsewhere);
 # it installs its node modules into ORACLE_DIR on first use
-ORACLE = Path(
-    os.environ.get("CHT_EXPORT_ORACLE") or ROOT.parent / "shared" / "tools" / "cht-export-oracle"
-)
+ORACLE = Path(os.environ.get("CHT_EXPORT_ORACLE") or SHARED / "tools" / "cht-export-oracle")
 ORACLE_DIR = Path(__file__).resolve().parent / "oracle"
 DHIS2_USER, DHIS2_PASSWORD = "admin", "district"
 DB = "medic"

@@ -23,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.shared import SHARED
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
-VENDOR = ROOT.parent / "shared" / "vendor"
+VENDOR = SHARED / "vendor"
 STAMP = ".installed"
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from devstack import cht_docs
 from devstack.couchdb import CouchServer
+from devstack.shared import SHARED
 
 DATA_SET = "VMuFODsyWaO"
 DEFAULT_SETTINGS: dict[str, Any] = json.loads(
@@ -109,10 +110,7 @@ def use_db(monkeypatch: Any, couch: CouchServer, db: str, **more: str) -> None:
 
 # CHT's own export code (cht-core 5.2.0 api/src/services/export/dhis.js) run by the project's
 # shared tool; CHT_EXPORT_ORACLE points elsewhere.
-ORACLE = Path(
-    os.environ.get("CHT_EXPORT_ORACLE")
-    or Path(__file__).resolve().parents[2] / "shared" / "tools" / "cht-export-oracle"
-)
+ORACLE = Path(os.environ.get("CHT_EXPORT_ORACLE") or SHARED / "tools" / "cht-export-oracle")
 
 
 class ChtExportError(Exception):
