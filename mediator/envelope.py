@@ -27,7 +27,7 @@ from .models import iso, utcnow
 from .report import Finding, RunReport
 from .secrets import Scrubber
 from .steps import orchestrations
-from .summary import cut, data_set_label, labels, problems, sentence
+from .summary import cut, labels, problems, sentence
 
 __all__ = ["iso"]
 
@@ -340,8 +340,9 @@ def _fit(
     if not fits():
         envelope["response"]["body"] = report_body(report, detail=1)
     if not fits():  # the steps of pairs that went through cleanly, as one
+        named = labels(report)
         clean = {
-            f"{data_set_label(r)} {r.period}: " for r in report.results if r.status == "success"
+            f"{named[r.data_set]} {r.period}: " for r in report.results if r.status == "success"
         }
         steps = envelope["orchestrations"]
         quiet = [o for o in steps if any(o["name"].startswith(p) for p in clean)]

@@ -23,7 +23,7 @@ from .dhis2_imports import parse_import
 from .models import Exchange, iso
 from .report import DataSetResult, RunReport
 from .secrets import Scrubber
-from .summary import cut, data_set_label, labels
+from .summary import cut, labels
 
 Orchestration = dict[str, Any]
 _SERVER_PATHS = ("/api/system/info", "/api/me", "/api/systemSettings/", "/api/dataSets/")
@@ -44,13 +44,14 @@ def orchestrations(
     if server:
         out.append(_server_step(server, report, scrub))
     results = {(r.data_set, r.period): r for r in report.results}
+    named = labels(report)
     pairs: dict[tuple[str, str], list[Exchange]] = {}
     for ex in dhis2:
         if ex.data_set and ex.period and not ex.path.startswith(_SERVER_PATHS):
             pairs.setdefault((ex.data_set, ex.period), []).append(ex)
     for (data_set, period), exchanges in pairs.items():
         result = results.get((data_set, period))
-        label = f"{data_set_label(result) if result else data_set} {period}"
+        label = f"{named.get(data_set, data_set)} {period}"
         reads = [ex for ex in exchanges if ex.method == "GET" and ex.path.startswith(_READS)]
         posts = [ex for ex in exchanges if ex not in reads]
         if reads:

@@ -77,15 +77,10 @@ def _generic(cause: str, period: str) -> str:
     return text.replace(period, "the period")
 
 
-def data_set_label(result: DataSetResult) -> str:
-    return (
-        f"{result.data_set_name} ({result.data_set})" if result.data_set_name else result.data_set
-    )
-
-
-def labels(report: RunReport) -> dict[str, str]:
-    """Data set id -> "Name (id)" where DHIS2 named it in this run, else the id."""
-    names = report.data_set_names()
+def labels(report: RunReport, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Data set id -> "Name (id)" where DHIS2 named it (in this run, else ``known``:
+    names kept from earlier runs), else the id."""
+    names = {**(known or {}), **report.data_set_names()}
     return {
         r.data_set: f"{names[r.data_set]} ({r.data_set})" if r.data_set in names else r.data_set
         for r in report.results
@@ -267,18 +262,15 @@ def _row(r: DataSetResult) -> tuple[int, ...]:
 
 def table(report: RunReport, names: Mapping[str, str] | None = None) -> list[str]:
     """Per (data set, period): status and what DHIS2 did, with a total line."""
-    names = names or {}
-    labels = [
-        f"{names[r.data_set]} ({r.data_set})" if r.data_set in names else r.data_set
-        for r in report.results
-    ]
-    width = max([len("data set"), *map(len, labels)])
+    named = labels(report, names)
+    shown = [named[r.data_set] for r in report.results]
+    width = max([len("data set"), *map(len, shown)])
     head = f"  {'data set':<{width}}  {'period':<10} {'status':<9}" + "".join(
         f"{c:>10}" for c in _COLUMNS
     )
     lines = [head]
     totals = [0] * len(_COLUMNS)
-    for label, r in zip(labels, report.results, strict=True):
+    for label, r in zip(shown, report.results, strict=True):
         counts = _row(r)
         totals = [t + n for t, n in zip(totals, counts, strict=True)]
         status = f"{_MARK.get(r.status, '?')} {r.status}"
