@@ -113,10 +113,10 @@ def _timed(field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 def instrument() -> None:
     """Count and time the run from inside: requests per peer, CHT's answers decoded,
     pages and owners read, and the main thread's waits on each peer."""
-    import mediator.cht
-    from mediator import cht_read
-    from mediator.dhis2 import Dhis2Client
-    from mediator.http import HttpClient
+    import mediator.cht.client
+    from mediator.dhis2.client import Dhis2Client
+    from mediator.http.client import HttpClient
+    from mediator.run import read as cht_read
 
     send = HttpClient.send
 
@@ -128,7 +128,7 @@ def instrument() -> None:
 
     HttpClient.send = counted_send  # type: ignore[method-assign]
 
-    decode = mediator.cht.decode_json
+    decode = mediator.cht.client.decode_json
 
     def timed_decode(content: bytes) -> Any:
         start = time.thread_time()
@@ -137,7 +137,7 @@ def instrument() -> None:
         finally:
             _add("json_seconds", time.thread_time() - start)
 
-    mediator.cht.decode_json = timed_decode  # type: ignore[assignment]
+    mediator.cht.client.decode_json = timed_decode  # type: ignore[assignment]
 
     read_month = cht_read.read_month
 
@@ -153,7 +153,7 @@ def instrument() -> None:
     # the main thread's CHT reads: the settings (a ChtReader call, below), then every group
     # of months, its target pages and owners waited for (read on helper threads)
     cht_read.ChtSide.groups = _timed("wait_cht", cht_read.ChtSide.groups)  # type: ignore[method-assign]
-    for cls, field in ((mediator.cht.ChtReader, "wait_cht"), (Dhis2Client, "wait_dhis2")):
+    for cls, field in ((mediator.cht.client.ChtReader, "wait_cht"), (Dhis2Client, "wait_dhis2")):
         for name, member in list(vars(cls).items()):
             if not name.startswith("_") and inspect.isfunction(member) and name != "close":
                 setattr(cls, name, _timed(field, member))

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from mediator.periods import Month
+from mediator.model.periods import Month
 
 from . import deployment as dep
 from .stack import ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD, LocalStack

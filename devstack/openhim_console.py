@@ -288,7 +288,7 @@ def screenshot(page: Page, path: Path = SCREENSHOT) -> Path:
 def _screenshot_main(argv: list[str]) -> int:
     """The local stack's monthly channel run through the real core, then its
     transaction in the real console, as a PNG."""
-    from mediator.periods import Month
+    from mediator.model.periods import Month
 
     from .browser import missing
     from .stack import LocalStack

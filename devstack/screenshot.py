@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import requests
 
-from mediator.periods import Month
+from mediator.model.periods import Month
 
 from .browser import chromium_page, missing
 from .stack import LocalStack

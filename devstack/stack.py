@@ -91,7 +91,7 @@ class LocalStack:
         return self
 
     def start_mediator(self) -> None:
-        from mediator.service import build
+        from mediator.service.serve import build
 
         app, self._scheduler, self._agent = build(self.env)
         self._mediator = ServerThread(app, port=int(self.env["MEDIATOR_PORT"])).start()

@@ -21,18 +21,25 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from . import __version__, summary
-from . import preview as previews
-from .cht import ChtError
-from .config import ENV_VARS, ConfigError, RuntimeConfig
-from .http import SessionTransport, Transport, without_userinfo
-from .locks import RunBusyError
-from .periods import PeriodError
-from .pipeline import execute
-from .report import RunReport
-from .run_request import CLI_NAMES, MAX_BACKFILL_MONTHS, MAX_PERIODS, RunInputError, RunRequest
-from .runs import record_cli_run
-from .secrets import warn_weak_secrets
+from mediator import __version__
+from mediator.cht.client import ChtError
+from mediator.http.client import SessionTransport, Transport, without_userinfo
+from mediator.model.periods import PeriodError
+from mediator.model.report import RunReport
+from mediator.run import preview as previews
+from mediator.run import summary
+from mediator.run.locks import RunBusyError
+from mediator.run.pipeline import execute
+from mediator.run.request import (
+    CLI_NAMES,
+    MAX_BACKFILL_MONTHS,
+    MAX_PERIODS,
+    RunInputError,
+    RunRequest,
+)
+from mediator.service.runs import record_cli_run
+from mediator.settings.config import ENV_VARS, ConfigError, RuntimeConfig
+from mediator.settings.secrets import warn_weak_secrets
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
 PERIOD_FORMATS = "YYYY-MM or YYYYMM (monthly), YYYYQn, YYYYSn, YYYY, YYYYApril/July/Oct/Nov"
@@ -384,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(EXIT_BAD_INPUT) from None  # as argparse ends on bad arguments
         return preview(args, request) if args.command == "preview" else push(args, request)
     if args.command == "serve":
-        from .service import serve
+        from mediator.service.serve import serve
 
         return serve()
     if args.command == "demo":

@@ -16,7 +16,7 @@ from devstack.cht_api import INTEGRATION_PASSWORD, INTEGRATION_USER, ChtApiFront
 from devstack.couchdb import CouchServer
 from devstack.openhim_core import OpenhimCore
 from devstack.stack import LocalStack
-from mediator.config import ChtSettings
+from mediator.settings.config import ChtSettings
 
 # the front's own database: CHT's API reads its app settings (roles) here when it makes users
 FRONT_DB = "cht-api-medic"
@@ -86,7 +86,7 @@ def own_lock_and_state_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatc
     """Every test's runs lock and keep state in directories of their own: a parallel
     ``./dev.sh demo`` or another test run on the machine never blocks or feeds the suite.
     A config built without ``lock_dir`` locks in this process's MEDIATOR_LOCK_DIR
-    (``mediator.locks.default_lock_dir``)."""
+    (``mediator.run.locks.default_lock_dir``)."""
     own = tmp_path_factory.mktemp("mediator")
     monkeypatch.setenv("MEDIATOR_LOCK_DIR", str(own / "locks"))
     monkeypatch.setenv("MEDIATOR_STATE_DIR", str(own / "state"))

@@ -23,7 +23,7 @@ from devstack.openhim_console import (
     read_transaction,
 )
 from devstack.stack import LocalStack
-from mediator.periods import Month
+from mediator.model.periods import Month
 
 URN = "urn:mediator:cht-dhis2-aggregate"
 LAST = Month.previous_completed("UTC")

@@ -20,7 +20,7 @@ from devstack import cht_docs as d
 from devstack.browser import chromium_page
 from devstack.screenshot import PUSH_AUTH, STATUS_ENV, seed_runs
 from devstack.stack import LocalStack
-from mediator.periods import Month, Period
+from mediator.model.periods import Month, Period
 
 LAST = Month.previous_completed("UTC")
 _dbs = itertools.count(1)

@@ -34,6 +34,6 @@ def d2() -> Iterator[Dhis2StandIn]:
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Back-off of 0.05 s, 0.1 s … instead of 1 s, 2 s …: the retry logic and its
     bounds stay real, the suite stays fast. Retry-After is still honoured as sent."""
-    from mediator.http import RetryPolicy
+    from mediator.http.client import RetryPolicy
 
     monkeypatch.setattr(RetryPolicy, "pause", lambda self, attempt, rng: 0.05 * attempt)

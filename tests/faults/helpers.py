@@ -11,11 +11,11 @@ from typing import Any
 from devstack import deployment as dep
 from devstack.couchdb import CouchServer
 from devstack.dhis2_standin import Dhis2StandIn
-from mediator import periods
-from mediator.config import ChtSettings, Dhis2Settings, RuntimeConfig
-from mediator.pipeline import execute
-from mediator.report import RunReport
-from mediator.run_request import RunRequest
+from mediator.model import periods
+from mediator.model.report import RunReport
+from mediator.run.pipeline import execute
+from mediator.run.request import RunRequest
+from mediator.settings.config import ChtSettings, Dhis2Settings, RuntimeConfig
 
 PERIOD = "2024-01"
 DHIS2_PERIOD = "202401"

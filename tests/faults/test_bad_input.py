@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from devstack.dhis2_standin import Dhis2StandIn
 from devstack.net import ServerThread
-from mediator.app import create_app
 from mediator.cli import main
-from mediator.run_request import LISTS, MAX_PERIODS, RunInputError, RunRequest
+from mediator.run.request import LISTS, MAX_PERIODS, RunInputError, RunRequest
+from mediator.service.app import create_app
 
 from .helpers import PERIOD
 
@@ -367,7 +367,7 @@ KNOWN_ONLY_BY_THE_SERVER = {"DHIS2_TOKEN"}
 
 
 def test_every_variable_push_reads_has_a_typo_case():
-    from mediator.config import ENV_VARS
+    from mediator.settings.config import ENV_VARS
 
     read = {v.name for v in ENV_VARS if "push" in v.commands}
     assert read - {name for name, _, _ in TYPOS} == KNOWN_ONLY_BY_THE_SERVER

@@ -18,7 +18,7 @@ import pytest
 from devstack import deployment as dep
 from devstack.faultproxy import FaultProxy, Rule
 from devstack.net import free_port
-from mediator.envelope import BODY_LIMIT, run_envelope
+from mediator.openhim.envelope import BODY_LIMIT, run_envelope
 
 from .helpers import PERIOD, config, couch_config, held, new_db, push
 

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from devstack.net import ServerThread, wait_for
-from mediator.app import create_app
-from mediator.pipeline import execute
-from mediator.runs import MAX_WAITING
+from mediator.run.pipeline import execute
+from mediator.service.app import create_app
+from mediator.service.runs import MAX_WAITING
 
 from .helpers import PERIOD, held
 

@@ -91,7 +91,7 @@ def test_a_bug_in_one_data_set_is_logged_with_its_traceback_and_the_others_still
     import logging
 
     from devstack import deployment as dep
-    from mediator import pipeline
+    from mediator.run import pipeline
 
     from .helpers import couch_config, push
 
@@ -103,7 +103,7 @@ def test_a_bug_in_one_data_set_is_logged_with_its_traceback_and_the_others_still
         return real(period, ready, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "plan_push", buggy)
-    caplog.set_level(logging.ERROR, logger="mediator.pipeline")
+    caplog.set_level(logging.ERROR, logger="mediator.run.pipeline")
     report = push(couch_config(couch, base_db, d2))
     by_set = {r.data_set: r for r in report.results}
     assert by_set[dep.DS_MONTHLY].status == "success"  # the other data set went through

@@ -27,8 +27,8 @@ from devstack.faultproxy import FaultProxy, Rule
 from devstack.net import ServerThread, free_port, wait_for
 from devstack.openhim_core import OpenhimCore
 from mediator.cli import main
-from mediator.config import ConfigError
-from mediator.service import build, push_credentials
+from mediator.service.serve import build, push_credentials
+from mediator.settings.config import ConfigError
 
 from .helpers import PERIOD, new_db
 

@@ -20,11 +20,11 @@ from werkzeug.serving import make_server
 from devstack.dhis2_standin import Dhis2StandIn
 from devstack.faultproxy import FaultProxy
 from devstack.openhim_core import OpenhimCore
-from mediator.config import OpenhimSettings, RuntimeConfig
-from mediator.console_config import load_registration
-from mediator.http import TlsFailed
-from mediator.openhim import OpenhimClient
-from mediator.pipeline import execute
+from mediator.http.client import TlsFailed
+from mediator.openhim.client import OpenhimClient
+from mediator.openhim.console_config import load_registration
+from mediator.run.pipeline import execute
+from mediator.settings.config import OpenhimSettings, RuntimeConfig
 
 from .helpers import held, request
 

@@ -25,11 +25,11 @@ import requests
 
 from devstack import cht_docs
 from devstack import deployment as dep
-from mediator.cht_cache import CacheStore
-from mediator.config import ChtSettings, RuntimeConfig
-from mediator.periods import Month
-from mediator.pipeline import Computed, compute
-from mediator.run_request import RunRequest
+from mediator.cht.cache import CacheStore
+from mediator.model.periods import Month
+from mediator.run.pipeline import Computed, compute
+from mediator.run.request import RunRequest
+from mediator.settings.config import ChtSettings, RuntimeConfig
 
 MONTH = "2024-01"
 DISTRICT = {"_id": "district-1"}

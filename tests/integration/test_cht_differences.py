@@ -13,10 +13,10 @@ import pytest
 
 from devstack import cht_docs
 from mediator.cli import main
-from mediator.config import ChtSettings, RuntimeConfig
-from mediator.periods import Month
-from mediator.pipeline import compute
-from mediator.run_request import RunRequest
+from mediator.model.periods import Month
+from mediator.run.pipeline import compute
+from mediator.run.request import RunRequest
+from mediator.settings.config import ChtSettings, RuntimeConfig
 from tests.cht_fixtures import (
     DATA_SET,
     DEFAULT_SETTINGS,

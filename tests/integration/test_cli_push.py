@@ -217,7 +217,7 @@ def test_an_org_unit_no_cht_place_carries_is_refused(env, capsys):
 
 
 def test_the_push_endpoint_refuses_the_same_org_unit(env):
-    from mediator.app import create_app
+    from mediator.service.app import create_app
 
     d2, _ = env
     app = create_app(env=dict(os.environ))
@@ -229,7 +229,7 @@ def test_the_push_endpoint_refuses_the_same_org_unit(env):
 
 
 def test_a_command_line_run_is_on_the_status_page(env, capsys):
-    from mediator.app import create_app
+    from mediator.service.app import create_app
 
     d2, _ = env
     monkey_state = os.environ["MEDIATOR_STATE_DIR"]
@@ -244,7 +244,7 @@ def test_a_command_line_run_is_on_the_status_page(env, capsys):
 
 
 def test_waiting_for_another_run_says_whose_and_since_when(env):
-    from mediator.locks import RunLocks
+    from mediator.run.locks import RunLocks
 
     d2, _ = env
 
@@ -274,7 +274,7 @@ def test_waiting_for_another_run_says_whose_and_since_when(env):
 
 @pytest.mark.parametrize("command", ["preview", "push", "serve"])
 def test_help_lists_the_environment_it_reads(command, capsys):
-    from mediator.config import ENV_VARS
+    from mediator.settings.config import ENV_VARS
 
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
@@ -308,7 +308,7 @@ def test_preview_refuses_an_org_unit_no_cht_place_carries(env, capsys):
 def test_serve_refuses_a_bad_time_zone_in_one_line(caplog):
     import logging
 
-    from mediator.service import serve
+    from mediator.service.serve import serve
 
     caplog.set_level(logging.ERROR)
     assert serve({"MEDIATOR_TIMEZONE": "Nairobi", "MEDIATOR_PORT": "0"}) == 2

@@ -18,9 +18,9 @@ import requests
 
 from devstack import deployment as dep
 from devstack.dhis2_standin import Dhis2StandIn
-from mediator.periods import Month
-from mediator.pipeline import execute
-from mediator.run_request import RunRequest
+from mediator.model.periods import Month
+from mediator.run.pipeline import execute
+from mediator.run.request import RunRequest
 from tests.integration.test_push_end_to_end import config, expected, held
 
 JAN = Month(2024, 1)

@@ -31,10 +31,10 @@ from devstack.demo import export_block
 from devstack.dhis2_standin import Dhis2StandIn, Fault
 from devstack.faultproxy import FaultProxy, Rule
 from devstack.stack import LocalStack
-from mediator.config import RuntimeConfig
-from mediator.periods import Month
-from mediator.pipeline import execute
-from mediator.run_request import RunRequest
+from mediator.model.periods import Month
+from mediator.run.pipeline import execute
+from mediator.run.request import RunRequest
+from mediator.settings.config import RuntimeConfig
 
 LAST = Month.previous_completed("UTC")
 MONTHS = [LAST.shift(-2), LAST.shift(-1), LAST]

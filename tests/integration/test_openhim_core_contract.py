@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 
 from devstack.openhim_core import OpenhimCore
-from mediator.config import OpenhimSettings
-from mediator.console_config import load_registration
-from mediator.envelope import error_envelope, iso, transaction_document
-from mediator.http import CredentialsRefused, Forbidden, PeerError
-from mediator.models import utcnow
-from mediator.openhim import MediatorNotFound, OpenhimClient
+from mediator.http.client import CredentialsRefused, Forbidden, PeerError
+from mediator.model.values import utcnow
+from mediator.openhim.client import MediatorNotFound, OpenhimClient
+from mediator.openhim.console_config import load_registration
+from mediator.openhim.envelope import error_envelope, iso, transaction_document
+from mediator.settings.config import OpenhimSettings
 
 URN = "urn:mediator:cht-dhis2-aggregate"
 MASK = "**********"  # core's mask for password params (src/api/mediators.js maskPasswords)

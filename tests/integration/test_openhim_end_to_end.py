@@ -21,11 +21,11 @@ from devstack.faultproxy import FaultProxy, Rule
 from devstack.net import wait_for
 from devstack.openhim_core import ChannelNotScheduled
 from devstack.stack import ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD, LocalStack
-from mediator.config import OpenhimSettings
-from mediator.console_config import load_registration
-from mediator.http import BadStatus
-from mediator.openhim import OpenhimClient
-from mediator.periods import Month
+from mediator.http.client import BadStatus
+from mediator.model.periods import Month
+from mediator.openhim.client import OpenhimClient
+from mediator.openhim.console_config import load_registration
+from mediator.settings.config import OpenhimSettings
 
 URN = "urn:mediator:cht-dhis2-aggregate"
 LAST = Month.previous_completed("UTC")
@@ -286,7 +286,7 @@ def test_async_run_id_is_the_same_in_the_answer_and_the_update(stack_factory, dh
 
 
 def test_registration_survives_openhim_down_at_start_up(stack_factory, caplog):
-    caplog.set_level(logging.INFO, logger="mediator.openhim")
+    caplog.set_level(logging.INFO, logger="mediator.openhim.client")
     stack = stack_factory(openhim_down_at_start=True)
     health_now = requests.get(f"{stack.mediator_url}/health", timeout=5)
     assert health_now.status_code == 200  # the mediator serves while OpenHIM is away

@@ -17,7 +17,7 @@ import requests
 from flask import Flask, Response
 
 from devstack.net import ServerThread, wait_for
-from mediator.envelope import CONTENT_TYPE, run_envelope
+from mediator.openhim.envelope import CONTENT_TYPE, run_envelope
 from tests.unit.test_envelope import big_report
 
 URN = "urn:mediator:cht-dhis2-aggregate"

@@ -15,11 +15,11 @@ import pytest
 from devstack import cht_docs
 from devstack import deployment as dep
 from devstack.dhis2_standin import Dhis2StandIn
-from mediator.config import ChtSettings, ChtSource, Dhis2Settings, RuntimeConfig
-from mediator.locks import RunBusyError
-from mediator.periods import Month, Period
-from mediator.pipeline import compute, execute
-from mediator.run_request import RunRequest
+from mediator.model.periods import Month, Period
+from mediator.run.locks import RunBusyError
+from mediator.run.pipeline import compute, execute
+from mediator.run.request import RunRequest
+from mediator.settings.config import ChtSettings, ChtSource, Dhis2Settings, RuntimeConfig
 
 Q1 = ["2024-01", "2024-02", "2024-03"]
 APRIL_2024 = datetime(2024, 4, 10, 12, 0, tzinfo=UTC)
@@ -346,7 +346,7 @@ def test_period_parsing_covers_the_financial_years():
 def mediator_server(couch):
     """The mediator's HTTP app over real HTTP, with the env of a seeded CHT and DHIS2."""
     from devstack.net import ServerThread
-    from mediator.app import create_app
+    from mediator.service.app import create_app
 
     running: list[Any] = []
 

@@ -12,11 +12,11 @@ from datetime import date
 
 import pytest
 
-from mediator import cht_read
 from mediator.cli import main
-from mediator.config import RuntimeConfig
-from mediator.pipeline import compute
-from mediator.run_request import CLI_NAMES, RunRequest
+from mediator.run import read as cht_read
+from mediator.run.pipeline import compute
+from mediator.run.request import CLI_NAMES, RunRequest
+from mediator.settings.config import RuntimeConfig
 from tests.cht_fixtures import MULTI, contact, seed, target_doc, use_db
 
 MONTHS = ("2000-01", "2000-02", "2000-03")

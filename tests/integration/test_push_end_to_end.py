@@ -13,10 +13,10 @@ import pytest
 
 from devstack import deployment as dep
 from devstack.dhis2_standin import Dhis2StandIn
-from mediator.config import ChtSettings, Dhis2Settings, RuntimeConfig
-from mediator.periods import Month
-from mediator.pipeline import compute, execute
-from mediator.run_request import RunRequest
+from mediator.model.periods import Month
+from mediator.run.pipeline import compute, execute
+from mediator.run.request import RunRequest
+from mediator.settings.config import ChtSettings, Dhis2Settings, RuntimeConfig
 
 VERSIONS = ["2.36", "2.37", "2.38.5", "2.40.3", "2.41.1", "2.42"]
 JAN = Month(2024, 1)
@@ -217,9 +217,9 @@ def test_dry_run_changes_nothing_but_reports_counts(couch, cht_db, version):
 
 
 def test_pushing_in_batches_of_org_units_gives_the_same_result(couch, cht_db, monkeypatch):
-    import mediator.pipeline
+    import mediator.run.pipeline
 
-    monkeypatch.setattr(mediator.pipeline, "ORG_UNITS_PER_PUSH", 2)  # 5 org units: 3 batches
+    monkeypatch.setattr(mediator.run.pipeline, "ORG_UNITS_PER_PUSH", 2)  # 5 org units: 3 batches
     d2 = standin("2.41.1")
     try:
         cfg = config(couch, cht_db, d2)

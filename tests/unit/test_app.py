@@ -15,16 +15,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 
-from mediator.app import create_app
-from mediator.config import OpenhimSettings, RuntimeConfig
-from mediator.console_config import ConsoleConfig, load_registration
-from mediator.envelope import BODY_LIMIT
-from mediator.models import Exchange
-from mediator.openhim import OpenhimAgent, OpenhimClient
-from mediator.periods import Month, Period
-from mediator.report import ChtRead, DataSetResult, ImportCount, RunReport
-from mediator.run_request import RunInputError, RunRequest
-from mediator.runs import parse_last_run_at
+from mediator.model.periods import Month, Period
+from mediator.model.report import ChtRead, DataSetResult, ImportCount, RunReport
+from mediator.model.values import Exchange
+from mediator.openhim.client import OpenhimAgent, OpenhimClient
+from mediator.openhim.console_config import ConsoleConfig, load_registration
+from mediator.openhim.envelope import BODY_LIMIT
+from mediator.run.request import RunInputError, RunRequest
+from mediator.service.app import create_app
+from mediator.service.runs import parse_last_run_at
+from mediator.settings.config import OpenhimSettings, RuntimeConfig
 
 CORE = "https://openhim.test:8080"
 CHT_PW = "Cht-Secret-7731"
@@ -232,7 +232,7 @@ def test_unknown_data_set_from_the_run_is_a_400(client: FlaskClient) -> None:
 
 
 def latest_month(request: RunRequest, tz: str) -> str:
-    """The month a request without a period runs (the run's rule, mediator.pipeline.plan_jobs)."""
+    """The month a request without a period runs (the run's rule: run.jobs.plan_jobs)."""
     assert request.periods == [] and request.span is None and request.as_of is not None
     return Period.latest_completed("Monthly", tz, request.as_of).iso
 

@@ -9,9 +9,9 @@ import pytest
 import requests
 import responses
 
-from mediator.cht import ChtReader
-from mediator.cht_cache import CacheStore, ContactCache, Contacts
-from mediator.config import ChtSettings
+from mediator.cht.cache import CacheStore, ContactCache, Contacts
+from mediator.cht.client import ChtReader
+from mediator.settings.config import ChtSettings
 
 URL = "https://cht.example.org"
 VIEW = f"{URL}/medic/_design/medic-admin/_view/contacts_by_dhis_orgunit"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mediator.periods import Month, Period, cht_interval, month_start_day
+from mediator.model.periods import Month, Period, cht_interval, month_start_day
 
 
 def interval(tag: str, start_day: int) -> tuple[str, str]:

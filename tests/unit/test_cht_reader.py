@@ -7,8 +7,8 @@ import json
 import pytest
 import responses
 
-from mediator.cht import ChtError, ChtReader
-from mediator.config import ChtSettings
+from mediator.cht.client import ChtError, ChtReader
+from mediator.settings.config import ChtSettings
 
 URL = "https://cht.example.org"
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from mediator.cht_read import collector_paused as _collector_paused
+from mediator.run.read import collector_paused as _collector_paused
 
 
 def test_off_inside_and_on_after_even_when_the_read_fails():

@@ -16,11 +16,11 @@ import requests
 import responses
 from pydantic import SecretStr
 
-from mediator.config import Dhis2Settings
-from mediator.dhis2 import Dhis2Client, parse_version
-from mediator.http import CredentialsRefused, PeerError
-from mediator.models import DataValue, Exchange
-from mediator.pipeline import preflight, push
+from mediator.dhis2.client import Dhis2Client, parse_version
+from mediator.http.client import CredentialsRefused, PeerError
+from mediator.model.values import DataValue, Exchange
+from mediator.run.pipeline import preflight, push
+from mediator.settings.config import Dhis2Settings
 
 EXAMPLES = Path(__file__).parent / "dhis2_examples"
 BASE = "https://dhis2.example.org"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mediator.dhis2_imports import attribute, parse_async_job, parse_import, parse_web_message
-from mediator.report import RowRef
+from mediator.dhis2.imports import attribute, parse_async_job, parse_import, parse_web_message
+from mediator.model.report import RowRef
 
 EXAMPLES = Path(__file__).parent / "dhis2_examples"
 

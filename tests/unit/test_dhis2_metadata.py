@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from devstack import deployment as demo
-from mediator.dhis2_metadata import DataSetMeta, format_number, normalise_stored, value_problem
-from mediator.models import DataValue
-from mediator.preflight import check
+from mediator.dhis2.metadata import DataSetMeta, format_number, normalise_stored, value_problem
+from mediator.dhis2.preflight import check
+from mediator.model.values import DataValue
 
 EXAMPLES = Path(__file__).parent / "dhis2_examples"
 NOW = datetime(2024, 11, 15, 10, 0, 0)  # the examples' server date

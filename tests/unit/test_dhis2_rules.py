@@ -1,4 +1,4 @@
-"""When DHIS2 refuses a period, release by release (``mediator.dhis2_rules``), and what
+"""When DHIS2 refuses a period, release by release (``mediator.dhis2.rules``), and what
 the preflight then says per org unit: tested at each release boundary the rules change,
 against the instants where they differ (the last open day, the first locked instant)."""
 
@@ -8,11 +8,11 @@ from datetime import date, datetime
 
 import pytest
 
-from mediator import dhis2_rules as rules
-from mediator.dhis2_metadata import DataSetMeta
-from mediator.models import DataValue
-from mediator.periods import Period
-from mediator.preflight import Server, check
+from mediator.dhis2 import rules
+from mediator.dhis2.metadata import DataSetMeta
+from mediator.dhis2.preflight import Server, check
+from mediator.model.periods import Period
+from mediator.model.values import DataValue
 
 JAN_END = date(2024, 1, 31)
 OU_A, OU_B = "DiszpKrYNg8", "Rp268JB6Ne4"

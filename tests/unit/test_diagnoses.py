@@ -1,5 +1,5 @@
 """Every DHIS2 rejection and CHT-side problem the mediator can meet is explained in
-plain words, with the fix, naming the ids (mediator.diagnoses)."""
+plain words, with the fix, naming the ids (mediator.run.diagnoses)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import re
 
 import pytest
 
-from mediator.diagnoses import CONFLICTS, FINDINGS, TEXTS_236, conflict_code, diagnose
-from mediator.envelope import properties
-from mediator.report import (
+from mediator.model.report import (
     ChtRead,
     Conflict,
     DataSetResult,
@@ -17,6 +15,8 @@ from mediator.report import (
     OrgUnitCoverage,
     RunReport,
 )
+from mediator.openhim.envelope import properties
+from mediator.run.diagnoses import CONFLICTS, FINDINGS, TEXTS_236, conflict_code, diagnose
 
 DS, PE, DE, OU, COC = "VMuFODsyWaO", "202401", "kB0ZBFisE0e", "DiszpKrYNg8", "Ua1bC2dE3fG"
 PLACE, TARGET = "chu-1", "births-this-month"
@@ -223,7 +223,7 @@ def test_diagnoses_appear_as_one_property_per_kind_with_a_count():
 
 
 def test_no_fix_reads_fix_fix():
-    from mediator.diagnoses import CHT, ERRORS
+    from mediator.run.diagnoses import CHT, ERRORS
 
     for table in (CONFLICTS, FINDINGS, ERRORS, CHT):
         for kind, explain in table.items():

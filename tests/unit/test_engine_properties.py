@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mediator.engine import Aggregation, EngineError, lineage_ids
-from mediator.periods import Month, PeriodError
+from mediator.engine.aggregation import Aggregation, EngineError, lineage_ids
+from mediator.model.periods import Month, PeriodError
 
 SETTINGS: dict[str, Any] = {
     "dhis_data_sets": [{"id": "dsX"}],

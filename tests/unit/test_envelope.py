@@ -8,16 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mediator.envelope import (
-    BODY_LIMIT,
-    error_envelope,
-    processing_envelope,
-    run_envelope,
-    transaction_document,
-    transaction_update,
-)
-from mediator.models import Exchange
-from mediator.report import (
+from mediator.model.report import (
     ChtRead,
     Conflict,
     DataSetResult,
@@ -28,7 +19,16 @@ from mediator.report import (
     RejectedRow,
     RunReport,
 )
-from mediator.secrets import MASK
+from mediator.model.values import Exchange
+from mediator.openhim.envelope import (
+    BODY_LIMIT,
+    error_envelope,
+    processing_envelope,
+    run_envelope,
+    transaction_document,
+    transaction_update,
+)
+from mediator.settings.secrets import MASK
 
 URN = "urn:mediator:cht-dhis2-aggregate"
 T0 = datetime(2024, 3, 3, 2, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mediator.config import ChtSettings, Dhis2Settings, RuntimeConfig
-from mediator.locks import RunBusyError, RunLocks, holder_of, normalise_target
+from mediator.run.locks import RunBusyError, RunLocks, holder_of, normalise_target
+from mediator.settings.config import ChtSettings, Dhis2Settings, RuntimeConfig
 
 KEY = "VTdjfLXXmoi/202401"
 NORTH, SOUTH = "https://dhis2-north.example.org", "https://dhis2-south.example.org"

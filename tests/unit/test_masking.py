@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from mediator.app import create_app
 from mediator.cli import main
-from mediator.config import RuntimeConfig
-from mediator.console_config import ConsoleConfig, load_registration
-from mediator.history import STATE_FILE, RunHistory
-from mediator.models import Exchange
-from mediator.report import DataSetResult, ImportCount, OrgUnitCoverage, RunReport
-from mediator.run_request import RunRequest
-from mediator.secrets import (
+from mediator.model.report import DataSetResult, ImportCount, OrgUnitCoverage, RunReport
+from mediator.model.values import Exchange
+from mediator.openhim.console_config import ConsoleConfig, load_registration
+from mediator.run.request import RunRequest
+from mediator.service.app import create_app
+from mediator.service.history import STATE_FILE, RunHistory
+from mediator.service.serve import serve
+from mediator.settings.config import RuntimeConfig
+from mediator.settings.secrets import (
     MASK,
     Scrubber,
     is_weak,
@@ -30,7 +31,6 @@ from mediator.secrets import (
     secret_values,
     weak_secrets,
 )
-from mediator.service import serve
 
 REAL = "Dhis2-Secret-4410"  # a strong secret: masked wherever free text shows it
 ENV = {

@@ -7,9 +7,7 @@ from typing import Any
 
 import pytest
 
-from mediator.app import PUSH_PATH
-from mediator.config import ConfigError
-from mediator.console_config import (
+from mediator.openhim.console_config import (
     PARAM_ENV,
     ConsoleConfig,
     fingerprint,
@@ -17,6 +15,8 @@ from mediator.console_config import (
     resolve,
     validate_config,
 )
+from mediator.service.app import PUSH_PATH
+from mediator.settings.config import ConfigError
 
 # Core ignores a registration whose version is not newer (reference §1), so a
 # change to configDefs, config, endpoints or channels must come with a version

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import responses
 
-from mediator.config import ConfigError, RuntimeConfig
-from mediator.report import DataSetResult, RunReport
-from mediator.run_request import RunRequest
-from mediator.service import ScheduledRun, build
+from mediator.model.report import DataSetResult, RunReport
+from mediator.run.request import RunRequest
+from mediator.service.serve import ScheduledRun, build
+from mediator.settings.config import ConfigError, RuntimeConfig
 
 CORE = "https://openhim.test:8080"
 ENV = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mediator.diagnoses import CHT, CONFLICTS, ERRORS, FINDINGS, troubleshooting_table
+from mediator.run.diagnoses import CHT, CONFLICTS, ERRORS, FINDINGS, troubleshooting_table
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "operator-guide.md"
 
@@ -19,7 +19,8 @@ def test_the_troubleshooting_table_is_generated_from_the_diagnoses():
     )
     assert table, "the guide lost its troubleshooting table markers"
     assert table.group(1) == troubleshooting_table(), (
-        "docs/operator-guide.md is out of date: paste mediator.diagnoses.troubleshooting_table()"
+        "docs/operator-guide.md is out of date: paste "
+        "mediator.run.diagnoses.troubleshooting_table()"
     )
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mediator import preview
-from mediator.engine import Aggregation
+from mediator.engine.aggregation import Aggregation
+from mediator.run import preview
 
 DAY = "2024-02-03"
 

@@ -3,9 +3,9 @@ is pushed and let go before the next is read (memory holds one group)."""
 
 from __future__ import annotations
 
-from mediator.jobs import Job
-from mediator.jobs import month_groups as _month_groups
-from mediator.periods import Period
+from mediator.model.periods import Period
+from mediator.run.jobs import Job
+from mediator.run.jobs import month_groups as _month_groups
 
 
 def periods(groups: list[list[Job]]) -> list[list[str]]:

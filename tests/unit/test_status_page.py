@@ -14,18 +14,18 @@ from pathlib import Path
 
 from flask import Flask
 
-from mediator.app import create_app
-from mediator.config import RuntimeConfig
-from mediator.console_config import load_registration
-from mediator.history import STATE_FILE, RunHistory, summarize
-from mediator.report import (
+from mediator.model.report import (
     DataSetResult,
     ImportCount,
     OrgUnitCoverage,
     RejectedRow,
     RunReport,
 )
-from mediator.run_request import RunInputError, RunRequest
+from mediator.openhim.console_config import load_registration
+from mediator.run.request import RunInputError, RunRequest
+from mediator.service.app import create_app
+from mediator.service.history import STATE_FILE, RunHistory, summarize
+from mediator.settings.config import RuntimeConfig
 
 DHIS2_PW = "Dhis2-Secret-4410"
 ENV = {
@@ -208,8 +208,8 @@ def test_an_unreadable_state_file_is_ignored(tmp_path: Path) -> None:
 
 
 def cht_unreachable() -> RunReport:
-    from mediator.diagnoses import diagnose
-    from mediator.report import Finding
+    from mediator.model.report import Finding
+    from mediator.run.diagnoses import diagnose
 
     failed = RunReport(
         run_id="run-cht",
@@ -344,7 +344,7 @@ def test_health_is_not_ok_when_the_next_run_could_not_start() -> None:
 
 
 def test_the_coverage_csv_has_the_held_column() -> None:
-    from mediator.render import COVERAGE_COLUMNS, coverage_csv
+    from mediator.service.render import COVERAGE_COLUMNS, coverage_csv
 
     tables = [
         {

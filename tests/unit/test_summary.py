@@ -3,9 +3,9 @@ OpenHIM envelope says them, and the command that resumes what did not complete."
 
 from __future__ import annotations
 
-from mediator.report import Diagnosis
-from mediator.run_request import RunRequest
-from mediator.summary import text
+from mediator.model.report import Diagnosis
+from mediator.run.request import RunRequest
+from mediator.run.summary import text
 
 from .test_envelope import DS, make_report, result
 

@@ -1,0 +1,1 @@
+"""The one HTTP layer: TLS, timeouts, retries, recording, masking."""

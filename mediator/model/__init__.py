@@ -1,0 +1,1 @@
+"""The vocabulary every part speaks: values, periods, the run report."""

@@ -1,0 +1,1 @@
+"""OpenHIM core: its API, the mediator's registration and the transaction envelope."""

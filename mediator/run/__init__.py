@@ -1,0 +1,1 @@
+"""A run, knowing no trigger: request, jobs, read, push, report."""

@@ -1,0 +1,1 @@
+"""The mediator process: Flask app, run queue, history, status page."""

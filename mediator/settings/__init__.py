@@ -1,0 +1,1 @@
+"""Configuration: the environment's variables, the settings read from them, secrets."""
