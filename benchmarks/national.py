@@ -54,7 +54,8 @@ from benchmarks.generate import DATA_SET, National, Spec, batches
 from devstack.couchdb import CouchServer
 from devstack.dhis2_standin import Dhis2StandIn
 from devstack.shared import SHARED
-from mediator.engine.aggregation import Aggregation, lineage_ids
+from mediator.engine.aggregation import Aggregation
+from mediator.engine.mapping import lineage_ids
 from mediator.settings.config import ChtSettings, Dhis2Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,8 @@ import requests
 
 from mediator import __version__
 from mediator.cht.client import ChtError
-from mediator.http.client import SessionTransport, Transport, without_userinfo
+from mediator.http.client import without_userinfo
+from mediator.http.transport import SessionTransport, Transport
 from mediator.model.periods import PeriodError
 from mediator.model.report import RunReport
 from mediator.run import preview as previews
@@ -37,9 +38,10 @@ from mediator.run.request import (
     RunInputError,
     RunRequest,
 )
-from mediator.service.runs import record_cli_run
-from mediator.settings.config import ENV_VARS, ConfigError, RuntimeConfig
+from mediator.service.records import record_cli_run
+from mediator.settings.config import RuntimeConfig
 from mediator.settings.secrets import warn_weak_secrets
+from mediator.settings.variables import ENV_VARS, ConfigError
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
 PERIOD_FORMATS = "YYYY-MM or YYYYMM (monthly), YYYYQn, YYYYSn, YYYY, YYYYApril/July/Oct/Nov"

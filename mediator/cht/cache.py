@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from mediator.engine.aggregation import lineage_ids
+from mediator.engine.mapping import lineage_ids
 from mediator.settings.config import ChtSettings
 
 from .client import ChtError, ChtReader

@@ -1,26 +1,15 @@
-"""One HTTP layer for CHT, DHIS2 and OpenHIM.
+"""One HTTP layer for CHT, DHIS2 and OpenHIM: ``HttpClient`` and a peer's ``Peer``.
 
 Every request to a peer goes through ``HttpClient.send``: TLS per peer, timeouts,
 redirects never followed, bounded retries by the peer's ``RetryPolicy`` (network
 errors, timeouts, 429 and 5xx; ``Retry-After`` honoured within the budget), each
 attempt recorded as an ``Exchange`` with credentials masked, and failures raised as
-one exception hierarchy that says what happened and to whom::
-
-    PeerError (peer, status, kind)
-    ├── Unreachable          connection refused, DNS, reset
-    ├── TimedOut             no answer within the timeout
-    ├── TlsFailed            certificate not trusted (never retried)
-    ├── CredentialsRefused   401, a login page, a refused token (never retried)
-    ├── Forbidden            403
-    ├── Redirected           3xx (redirects are never followed)
-    ├── BadStatus            any other status the caller could not use
-    └── BadBody              an answer that is not what the peer's API sends
+one exception hierarchy (``errors``) that says what happened and to whom.
 
 ``send`` returns the response for any status it does not retry; the peer's module
-decides what a 404 or a 409 means and raises from this hierarchy. A ``Transport``
-carries the bytes: ``SessionTransport`` (``requests``) in production, or a
-``MockTransport`` whose handler answers each request, so unit tests swap the network
-instead of patching it (as ``httpx.MockTransport`` does).
+decides what a 404 or a 409 means and raises from that hierarchy. A ``Transport``
+(``transport``) carries the bytes, so unit tests swap the network instead of patching
+it (as ``httpx.MockTransport`` does).
 """
 
 from __future__ import annotations
@@ -33,13 +22,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from mediator.model.values import Exchange, utcnow
 from mediator.settings.secrets import mask_headers
+
+from .errors import BadStatus, PeerError, TimedOut, TlsFailed, Unreachable
+from .transport import MockTransport, SessionTransport, Transport
 
 Recorder = Callable[[Exchange], None]
 Params = Sequence[tuple[str, str]] | Mapping[str, str] | None
@@ -48,53 +40,6 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 DETAIL_CHARS = 200
-
-
-# -- what went wrong, and with whom ------------------------------------------------------
-
-
-class PeerError(Exception):
-    """A peer (CHT, DHIS2, OpenHIM) did not answer as its API does. The message names
-    the peer and the address without credentials, and what was being done."""
-
-    kind: ClassVar[str] = "error"
-
-    def __init__(self, peer: str, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.peer = peer
-        self.status = status
-
-
-class Unreachable(PeerError):
-    kind = "unreachable"
-
-
-class TimedOut(PeerError):
-    kind = "timeout"
-
-
-class TlsFailed(PeerError):
-    kind = "tls"
-
-
-class CredentialsRefused(PeerError):
-    kind = "credentials"
-
-
-class Forbidden(PeerError):
-    kind = "forbidden"
-
-
-class Redirected(PeerError):
-    kind = "redirect"
-
-
-class BadStatus(PeerError):
-    kind = "status"
-
-
-class BadBody(PeerError):
-    kind = "body"
 
 
 # -- retries -------------------------------------------------------------------------------
@@ -132,82 +77,6 @@ def retry_after(response: requests.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - utcnow()).total_seconds())
-
-
-# -- transports ----------------------------------------------------------------------------
-
-
-class Transport(Protocol):
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        *,
-        timeout: float | tuple[float, float],
-        verify: bool | str,
-    ) -> requests.Response: ...
-
-    def close(self) -> None: ...
-
-
-class SessionTransport:
-    """``requests`` with one connection pool; proxies from the environment apply,
-    but ``REQUESTS_CA_BUNDLE`` never overrides the peer's own TLS setting."""
-
-    def __init__(self) -> None:
-        self.session = requests.Session()
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        *,
-        timeout: float | tuple[float, float],
-        verify: bool | str,
-    ) -> requests.Response:
-        env = self.session.merge_environment_settings(request.url, {}, None, verify, None)
-        env["verify"] = verify
-        return self.session.send(request, timeout=timeout, allow_redirects=False, **env)
-
-    def close(self) -> None:
-        self.session.close()
-
-
-Handler = Callable[[requests.PreparedRequest], "requests.Response | tuple[int, Any]"]
-
-
-class MockTransport:
-    """A transport whose ``handler`` answers: a ``requests.Response``, or ``(status,
-    body)`` with a JSON-able or text body; raising a ``requests`` exception simulates
-    the network failing. ``requests`` keeps what was sent, for assertions."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[requests.PreparedRequest] = []
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        *,
-        timeout: float | tuple[float, float],
-        verify: bool | str,
-    ) -> requests.Response:
-        self.requests.append(request)
-        answer = self.handler(request)
-        if isinstance(answer, requests.Response):
-            return answer
-        status, body = answer
-        response = requests.Response()
-        response.status_code = status
-        response.url = request.url or ""
-        text = body if isinstance(body, str) else json.dumps(body)
-        response._content = text.encode()
-        response.headers["Content-Type"] = (
-            "text/plain" if isinstance(body, str) else "application/json"
-        )
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        pass
 
 
 # -- a peer and its client -----------------------------------------------------------------

@@ -38,6 +38,15 @@ class ImportCount(BaseModel):
         self.deleted += other.deleted
 
 
+class ChunkCount(ImportCount):
+    """One POST of a push as DHIS2 answered it: its import counts and how many conflicts,
+    or why it got no answer (the OpenHIM step of the push lists them)."""
+
+    status: int | None = None  # DHIS2's HTTP status, None when it never answered
+    conflicts: int = 0
+    error: str | None = None
+
+
 class Conflict(BaseModel):
     """One DHIS2 conflict, normalised across 2.36 (object/value) and 2.37+ (errorCode…)."""
 
@@ -121,6 +130,8 @@ class DataSetResult(BaseModel):
     chunks_failed: int = 0
     counts: ImportCount = Field(default_factory=ImportCount)
     conflicts: list[Conflict] = Field(default_factory=list)
+    # each POST as DHIS2 answered it, in order: for the OpenHIM step (not in the JSON report)
+    chunks: list[ChunkCount] = Field(default_factory=list, exclude=True)
     rejected: list[RejectedRow] = Field(default_factory=list)
     # sent, not refused by any conflict DHIS2 tied to a row, but not counted as imported
     # either (2.36 conflicts without a row): never called delivered

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # DHIS2 identifiers: 11 characters, a letter then 10 letters or digits.
 UID_PATTERN = r"^[a-zA-Z][a-zA-Z0-9]{10}$"
 _UID = re.compile(UID_PATTERN)
+
+# what a target gives a data element: its total, its pass count, or pass/total as a percent
+# (MEDIATOR_VALUE_CHOICES)
+ValueChoice = Literal["total", "pass", "percent"]
 
 
 def is_uid(text: object) -> bool:

@@ -29,8 +29,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mediator.model.values import is_uid, utcnow
-from mediator.settings.config import ConfigError, RuntimeConfig, parse_flag
+from mediator.settings.config import RuntimeConfig
 from mediator.settings.secrets import warn_weak_secrets
+from mediator.settings.variables import ConfigError, parse_flag
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from mediator.dhis2.imports import parse_import
-from mediator.model.report import DataSetResult, RunReport
+from mediator.model.report import ChunkCount, DataSetResult, RunReport
 from mediator.model.values import Exchange, iso
 from mediator.run.summary import cut, labels
 from mediator.settings.secrets import Scrubber
@@ -212,8 +211,10 @@ def _push_step(
             "rejected": len(result.rejected),
             "not_confirmed": len(result.unconfirmed),
         }
-    if detail:
-        body["chunks"] = [_chunk(ex, n, len(chunks)) for n, ex in enumerate(chunks, start=1)]
+    if detail and result is not None:
+        body["chunks"] = [
+            _chunk(c, n, len(result.chunks)) for n, c in enumerate(result.chunks, start=1)
+        ]
         if result is not None and result.rejected:
             body["first_rejected"] = [
                 {
@@ -227,20 +228,17 @@ def _push_step(
             ]
     verb = "dry-run push" if result is not None and result.dry_run else "push"
     sent = result.values_sent if result is not None else len(chunks)
-    name = f"{label}: {verb} {sent} values ({len(chunks)} chunk{'s' if len(chunks) != 1 else ''})"
+    count = len(result.chunks) if result is not None and result.chunks else len(chunks)
+    name = f"{label}: {verb} {sent} values ({count} chunk{'s' if count != 1 else ''})"
     return _base(name, exchanges, body, scrub)
 
 
-def _chunk(ex: Exchange, number: int, total: int) -> dict[str, Any]:
+def _chunk(chunk: ChunkCount, number: int, total: int) -> dict[str, Any]:
     """One POST as DHIS2 answered it: its import counts and how many conflicts."""
-    entry: dict[str, Any] = {"chunk": f"{number}/{total}", "status": ex.status}
-    try:
-        parsed = parse_import(json.loads(ex.response_body), ex.status or 200)
-    except ValueError:
-        parsed = None
-    if parsed is not None:
-        entry.update(parsed.counts.model_dump())
-        entry["conflicts"] = len(parsed.conflicts)
-    elif ex.error:
-        entry["error"] = cut(ex.error, 120)
+    entry: dict[str, Any] = {"chunk": f"{number}/{total}", "status": chunk.status}
+    if chunk.error is not None:
+        entry["error"] = cut(chunk.error, 120)
+    else:
+        entry.update(chunk.model_dump(include={"imported", "updated", "ignored", "deleted"}))
+        entry["conflicts"] = chunk.conflicts
     return entry

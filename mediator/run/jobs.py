@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 
 from mediator.engine.aggregation import Aggregation, merge_into
-from mediator.http.client import PeerError
+from mediator.http.errors import PeerError
 from mediator.model.periods import Month, Period, PeriodError, check_period_type, periods_touching
 from mediator.model.report import ChtRead, OrgUnitCoverage
 from mediator.model.values import DataValueSet

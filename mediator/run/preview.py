@@ -33,7 +33,7 @@ from typing import IO, Any
 import orjson
 
 from mediator.engine.aggregation import Aggregation, ValueRow
-from mediator.http.client import PeerError
+from mediator.http.errors import PeerError
 from mediator.settings.config import RuntimeConfig
 
 from .jobs import Job

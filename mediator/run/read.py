@@ -20,8 +20,10 @@ from typing import Any
 
 from mediator.cht.cache import CacheStore, ChtUser, Contacts, Lineage
 from mediator.cht.client import ChtReader, PageStream
-from mediator.engine.aggregation import Aggregation, EngineError, data_set_ids, writes_targets
-from mediator.http.client import PeerError, Recorder
+from mediator.engine.aggregation import Aggregation
+from mediator.engine.mapping import EngineError, data_set_ids, writes_targets
+from mediator.http.client import Recorder
+from mediator.http.errors import PeerError
 from mediator.model.periods import cht_interval, month_start_day
 from mediator.model.report import ChtRead, OrgUnitCoverage
 from mediator.model.values import utcnow

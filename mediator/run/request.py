@@ -26,7 +26,7 @@ from pydantic import (
 
 from mediator.model.periods import Month, Period, PeriodError
 from mediator.model.values import is_uid
-from mediator.settings.config import ConfigError, parse_flag
+from mediator.settings.variables import ConfigError, parse_flag
 
 PARAMS = ("period", "from", "to", "dataSet", "orgUnit", "dryRun")
 LISTS = ("period", "dataSet")  # repeatable, and comma-separated

@@ -19,23 +19,16 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from mediator.model.values import utcnow
-from mediator.openhim.client import OpenhimAgent
+from mediator.openhim.agent import OpenhimAgent
 from mediator.openhim.console_config import ConsoleConfig, load_registration
 from mediator.openhim.envelope import CONTENT_TYPE
 from mediator.run.pipeline import execute
 from mediator.run.request import LISTS, PARAMS, RunInputError, RunRequest
 
 from .history import RunHistory
+from .queue import MAX_WAITING, default_background
 from .render import STATUS_PAGE_HEADERS, coverage_csv
-from .runs import (
-    MAX_WAITING,
-    Background,
-    Refused,
-    Runner,
-    RunService,
-    Trigger,
-    default_background,
-)
+from .runs import Background, Refused, Runner, RunService, Trigger
 
 log = logging.getLogger(__name__)
 

@@ -11,23 +11,19 @@ so a config saved in the OpenHIM console applies to the next run.
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from mediator.cht.client import ChtError
-from mediator.dhis2.client import dhis2_peer
-from mediator.http.client import HttpClient, PeerError, RetryPolicy, json_or_none
 from mediator.model.report import RunReport
-from mediator.model.values import utcnow
-from mediator.openhim.client import OpenhimAgent
+from mediator.openhim.agent import OpenhimAgent
 from mediator.openhim.console_config import ConsoleConfig, Effective, resolve
 from mediator.openhim.envelope import (
     error_envelope,
@@ -37,28 +33,24 @@ from mediator.openhim.envelope import (
 )
 from mediator.run.jobs import Job
 from mediator.run.locks import RunBusyError
-from mediator.run.pipeline import compute, held, new_run_id
+from mediator.run.pipeline import compute, new_run_id
+from mediator.run.push import held
 from mediator.run.request import RunInputError, RunRequest
 from mediator.run.summary import unknown_org_unit
-from mediator.settings.config import (
-    ConfigError,
-    Dhis2Settings,
-    RuntimeConfig,
-    check_directory,
-    check_timezone,
-)
+from mediator.settings.config import RuntimeConfig
 from mediator.settings.secrets import Scrubber, secret_values
+from mediator.settings.variables import ConfigError, check_timezone
 
-from .history import RunHistory, summarize
+from .history import RunHistory
+from .queue import MAX_WAITING, QueueFull, RunQueue, default_background
+from .records import asked, record_run
 from .render import status_page
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[[RunRequest, RuntimeConfig], RunReport]
 Background = Callable[[Callable[[], None]], None]
-T = TypeVar("T")
 
-MAX_WAITING = 20  # requests queued behind the running one; more are answered 429 "busy"
 # JS Date.toString(), how core's poller sends X-OpenHIM-LastRunAt:
 # "Mon Jan 01 2024 02:00:00 GMT+0000 (Coordinated Universal Time)"
 _JS_DATE = re.compile(
@@ -97,50 +89,6 @@ def parse_last_run_at(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class QueueFull(RuntimeError):
-    """A run is going and ``max_waiting`` more wait: nothing was started."""
-
-
-class RunQueue:
-    """One run at a time in this process; at most ``max_waiting`` wait their turn."""
-
-    def __init__(self, max_waiting: int = MAX_WAITING, clock: Callable[[], datetime] = utcnow):
-        self.max_waiting = max_waiting
-        self.clock = clock
-        self._turn = threading.Lock()  # held by the running run
-        self._lock = threading.Lock()  # guards the counts
-        self._running = 0
-        self._waiting = 0
-        self._last_start: datetime | None = None
-
-    def run(self, work: Callable[[], T]) -> T:
-        """``work()`` when its turn comes; QueueFull at once when the queue is full."""
-        with self._lock:
-            if self._running > 0 and self._waiting >= self.max_waiting:
-                raise QueueFull(f"a run is in progress and {self.max_waiting} more are waiting")
-            self._waiting += 1
-        with self._turn:
-            with self._lock:
-                self._waiting -= 1
-                self._running += 1
-                self._last_start = self.clock()
-            try:
-                return work()
-            finally:
-                with self._lock:
-                    self._running -= 1
-
-    def started_since(self, moment: datetime) -> bool:
-        """Did a run start at or after ``moment``?"""
-        with self._lock:
-            return self._last_start is not None and self._last_start >= moment
-
-    def counts(self) -> tuple[bool, int]:
-        """(a run is going, how many wait)."""
-        with self._lock:
-            return self._running > 0, self._waiting
-
-
 @dataclass(frozen=True)
 class Trigger:
     """Where a push came from, as OpenHIM core's headers tell it."""
@@ -157,11 +105,6 @@ class Refused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def default_background(work: Callable[[], None]) -> None:
-    # not a daemon: a shutdown waits for the run and its transaction update
-    threading.Thread(target=work, name="async-run", daemon=False).start()
 
 
 def coverage_table(job: Job, threshold: float | None = None) -> dict[str, Any]:
@@ -281,7 +224,7 @@ class RunService:
             return processing_envelope(
                 urn=self.urn,
                 run_id=request.run_id or "",
-                properties={**_asked(request), **extra},
+                properties={**asked(request), **extra},
                 now=self.clock(),
             )
         if effective.async_mode and not transaction:
@@ -365,11 +308,7 @@ class RunService:
             }
 
     def _run_and_report(
-        self,
-        request: RunRequest,
-        effective: Effective,
-        transaction: str,
-        extra: Mapping[str, str],
+        self, request: RunRequest, effective: Effective, transaction: str, extra: Mapping[str, str]
     ) -> None:
         try:
             envelope = self.run(request, effective, extra, transaction)
@@ -446,126 +385,3 @@ class RunService:
             else {"configured": False, "registered": False},
             "config": config,
         }
-
-
-NAME_LOOKUP_TIMEOUT = 10.0  # seconds; a name is a nicety, never worth a wait
-# a run whose DHIS2 was gone or refused the user: asking it for names would fail too
-_DHIS2_DOWN = {"unreachable", "timeout", "tls", "credentials", "login_redirect", "token_refused"}
-
-
-def data_set_names(settings: Dhis2Settings, ids: Iterable[str]) -> dict[str, str]:
-    """The names DHIS2 gives these data sets (``GET /api/dataSets/{id}?fields=id,name``),
-    one try each with a short timeout; the first failure ends the look-up."""
-    peer = dataclasses.replace(
-        dhis2_peer(settings),
-        timeout=min(settings.timeout, NAME_LOOKUP_TIMEOUT),
-        retry=RetryPolicy(attempts=1, budget_seconds=0.0),
-        record_bodies=False,
-    )
-    client = HttpClient(peer)
-    names: dict[str, str] = {}
-    try:
-        for data_set in ids:
-            response = client.send(
-                "GET",
-                f"/api/dataSets/{data_set}",
-                name="DHIS2 data set name",
-                params=[("fields", "id,name")],
-            )
-            body = json_or_none(response)
-            if response.status_code != 200 or not isinstance(body, dict):
-                break
-            if isinstance(body.get("name"), str) and body["name"].strip():
-                names[data_set] = body["name"].strip()
-    except PeerError as exc:
-        log.info("data set names not read from DHIS2: %s", exc)
-    finally:
-        client.close()
-    return names
-
-
-def record_run(
-    history: RunHistory,
-    runtime: RuntimeConfig | None,
-    request: RunRequest,
-    report: RunReport | None,
-    *,
-    status: str,
-    finished: datetime,
-    transaction: str | None,
-    message: str | None,
-    secrets: list[str],
-) -> None:
-    """A run into the status page's history (``serve``'s runs and the command line's
-    share it through MEDIATOR_STATE_DIR), and the names of its data sets, asked of DHIS2
-    once. Never a reason to fail the run."""
-    try:
-        summary, coverage = summarize(
-            report,
-            status=status,
-            trigger=request.trigger,
-            finished=finished,
-            transaction_id=transaction,
-            message=message,
-            secrets=secrets,
-            request=request,
-        )
-        history.record(summary, coverage)
-        if report is not None:  # the run's own metadata named them: no need to ask
-            history.learn_names(report.data_set_names())
-        unknown = [ds for ds in summary.data_sets if ds not in history.names()]
-        if unknown and runtime is not None and runtime.dhis2 is not None and _answered(report):
-            history.learn_names(data_set_names(runtime.dhis2, unknown))
-    except Exception:
-        log.exception("could not record the run for the status page")
-
-
-def _answered(report: RunReport | None) -> bool:
-    """DHIS2 answered this run and was not gone by its end: worth asking for names."""
-    if report is None or any(r.error_kind in _DHIS2_DOWN for r in report.results):
-        return False
-    return any(ex.peer == "DHIS2" and ex.status is not None for ex in report.exchanges)
-
-
-def record_cli_run(
-    runtime: RuntimeConfig | None,
-    request: RunRequest,
-    report: RunReport | None,
-    message: str | None,
-    env: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """A command-line run, or its refusal (a configuration mistake: ``runtime`` None), into
-    the shared history when MEDIATOR_STATE_DIR is set (in memory it would die with the
-    process); returns the data set names known."""
-    env = os.environ if env is None else env
-    folder = runtime.state_dir if runtime is not None else env.get("MEDIATOR_STATE_DIR")
-    try:
-        folder = check_directory("MEDIATOR_STATE_DIR", folder) if folder else None
-    except ConfigError:
-        return {}  # the mistake is the state dir itself: the refusal says so
-    history = RunHistory.from_env({"MEDIATOR_STATE_DIR": folder or ""})
-    if history.path is None:
-        return {}
-    status = "Failed" if message or report is None else report.status
-    finished = report.finished if report and report.finished else utcnow()
-    record_run(
-        history,
-        runtime,
-        request,
-        report,
-        status=status,
-        finished=finished,
-        transaction=None,
-        message=message,
-        secrets=secret_values(env, {}, runtime, []),
-    )
-    return history.names()
-
-
-def _asked(request: RunRequest) -> dict[str, str]:
-    """What a Processing answer says was asked."""
-    span = f"{request.span[0].tag}..{request.span[1].tag}" if request.span else ""
-    return {
-        "period": ", ".join(p.iso for p in request.periods) or span or "latest",
-        "data sets": ", ".join(request.data_sets) or "configured",
-    }

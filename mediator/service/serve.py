@@ -26,15 +26,17 @@ from apscheduler.schedulers.background import (  # type: ignore[import-untyped]
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from werkzeug.serving import make_server
 
-from mediator.http.client import PeerError
+from mediator.http.errors import PeerError
 from mediator.model.values import utcnow
-from mediator.openhim.client import OpenhimAgent, OpenhimClient
+from mediator.openhim.agent import OpenhimAgent
+from mediator.openhim.client import OpenhimClient
 from mediator.openhim.console_config import ConsoleConfig, load_registration, validate_config
 from mediator.openhim.envelope import iso, transaction_document
 from mediator.run.pipeline import execute
 from mediator.run.request import RunRequest
-from mediator.settings.config import ConfigError, MediatorSettings, OpenhimSettings
+from mediator.settings.config import MediatorSettings, OpenhimSettings
 from mediator.settings.secrets import warn_weak_secrets
+from mediator.settings.variables import ConfigError
 
 from .app import PUSH_PATH, create_app
 from .runs import Runner, RunService

@@ -367,7 +367,7 @@ KNOWN_ONLY_BY_THE_SERVER = {"DHIS2_TOKEN"}
 
 
 def test_every_variable_push_reads_has_a_typo_case():
-    from mediator.settings.config import ENV_VARS
+    from mediator.settings.variables import ENV_VARS
 
     read = {v.name for v in ENV_VARS if "push" in v.commands}
     assert read - {name for name, _, _ in TYPOS} == KNOWN_ONLY_BY_THE_SERVER

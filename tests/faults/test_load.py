@@ -19,7 +19,7 @@ import requests
 from devstack.net import ServerThread, wait_for
 from mediator.run.pipeline import execute
 from mediator.service.app import create_app
-from mediator.service.runs import MAX_WAITING
+from mediator.service.queue import MAX_WAITING
 
 from .helpers import PERIOD, held
 

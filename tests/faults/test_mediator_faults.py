@@ -91,19 +91,19 @@ def test_a_bug_in_one_data_set_is_logged_with_its_traceback_and_the_others_still
     import logging
 
     from devstack import deployment as dep
-    from mediator.run import pipeline
+    from mediator.run import push as pushing
 
     from .helpers import couch_config, push
 
-    real = pipeline.plan_push
+    real = pushing.plan_push
 
     def buggy(period, ready, *args, **kwargs):
         if any(item.row.dataElement == dep.DE_HOUSEHOLD_VISITS for item in ready):
             raise KeyError("a bug")
         return real(period, ready, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "plan_push", buggy)
-    caplog.set_level(logging.ERROR, logger="mediator.run.pipeline")
+    monkeypatch.setattr(pushing, "plan_push", buggy)
+    caplog.set_level(logging.ERROR, logger="mediator.run.push")
     report = push(couch_config(couch, base_db, d2))
     by_set = {r.data_set: r for r in report.results}
     assert by_set[dep.DS_MONTHLY].status == "success"  # the other data set went through

@@ -78,7 +78,7 @@ def test_down_at_start_up_serves_meanwhile_then_registers(start):
 
 
 def test_down_later_keeps_serving_heartbeat_job_survives_and_recovers(start, caplog):
-    caplog.set_level(logging.INFO, logger="mediator.openhim.client")
+    caplog.set_level(logging.INFO, logger="mediator.openhim")
     stack = start()
     stack.wait_registered(URN)
     wait_for(lambda: beats_ok(stack), 10, "heartbeat")
@@ -145,7 +145,7 @@ def test_slow_core_never_blocks_push_or_health_and_beats_do_not_pile_up(start, c
 
 
 def test_401_from_core_is_logged_once_and_the_mediator_keeps_serving(start, caplog):
-    caplog.set_level(logging.DEBUG, logger="mediator.openhim.client")
+    caplog.set_level(logging.DEBUG, logger="mediator.openhim")
     stack = start(extra_env={"OPENHIM_PASSWORD": "not-the-password"})
     wait_for(lambda: health(stack)["openhim"]["last_error"], 10, "registration error")
     assert "401" in health(stack)["openhim"]["last_error"]

@@ -28,7 +28,7 @@ from devstack.net import ServerThread, free_port, wait_for
 from devstack.openhim_core import OpenhimCore
 from mediator.cli import main
 from mediator.service.serve import build, push_credentials
-from mediator.settings.config import ConfigError
+from mediator.settings.variables import ConfigError
 
 from .helpers import PERIOD, new_db
 

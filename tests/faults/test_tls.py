@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from devstack.dhis2_standin import Dhis2StandIn
 from devstack.faultproxy import FaultProxy
 from devstack.openhim_core import OpenhimCore
-from mediator.http.client import TlsFailed
+from mediator.http.errors import TlsFailed
 from mediator.openhim.client import OpenhimClient
 from mediator.openhim.console_config import load_registration
 from mediator.run.pipeline import execute

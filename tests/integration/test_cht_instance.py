@@ -89,7 +89,7 @@ def test_preview_through_chts_api_equals_chts_own_export_with_conflicted_docs(
     assert len(rows(ours, same)) == 2 * 5  # two elements at the district and four CHUs
     # the conflicts matter: a reader taking the first _bulk_get leaf (a loser here)
     # moves the first CHW's numbers to another CHU, and this comparison catches it
-    monkeypatch.setattr("mediator.cht.client.winning_revision", lambda leaves: leaves[0])
+    monkeypatch.setattr("mediator.cht.answers.winning_revision", lambda leaves: leaves[0])
     code, out, err = preview(monkeypatch, capsys, env, "--data-set", dep.DS_MONTHLY)
     (first_leaf,) = json.loads(out)
     assert rows(first_leaf, same) != rows(theirs, same)

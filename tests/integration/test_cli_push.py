@@ -274,7 +274,7 @@ def test_waiting_for_another_run_says_whose_and_since_when(env):
 
 @pytest.mark.parametrize("command", ["preview", "push", "serve"])
 def test_help_lists_the_environment_it_reads(command, capsys):
-    from mediator.settings.config import ENV_VARS
+    from mediator.settings.variables import ENV_VARS
 
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])

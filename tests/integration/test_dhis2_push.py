@@ -19,7 +19,7 @@ from devstack import deployment as demo
 from devstack.dhis2_standin import Dhis2StandIn
 from mediator.dhis2.client import Dhis2Client
 from mediator.model.values import DataValue, Exchange
-from mediator.run.pipeline import push
+from mediator.run.push import push
 from mediator.settings.config import Dhis2Settings
 
 VERSIONS = ["2.36", "2.37", "2.38.5", "2.40.3", "2.41", "2.42"]

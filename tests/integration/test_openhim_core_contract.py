@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from devstack.openhim_core import OpenhimCore
-from mediator.http.client import CredentialsRefused, Forbidden, PeerError
+from mediator.http.errors import CredentialsRefused, Forbidden, PeerError
 from mediator.model.values import utcnow
 from mediator.openhim.client import MediatorNotFound, OpenhimClient
 from mediator.openhim.console_config import load_registration

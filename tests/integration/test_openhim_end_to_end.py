@@ -21,7 +21,7 @@ from devstack.faultproxy import FaultProxy, Rule
 from devstack.net import wait_for
 from devstack.openhim_core import ChannelNotScheduled
 from devstack.stack import ADMIN_CLIENT, ADMIN_CLIENT_PASSWORD, LocalStack
-from mediator.http.client import BadStatus
+from mediator.http.errors import BadStatus
 from mediator.model.periods import Month
 from mediator.openhim.client import OpenhimClient
 from mediator.openhim.console_config import load_registration
@@ -286,7 +286,7 @@ def test_async_run_id_is_the_same_in_the_answer_and_the_update(stack_factory, dh
 
 
 def test_registration_survives_openhim_down_at_start_up(stack_factory, caplog):
-    caplog.set_level(logging.INFO, logger="mediator.openhim.client")
+    caplog.set_level(logging.INFO, logger="mediator.openhim")
     stack = stack_factory(openhim_down_at_start=True)
     health_now = requests.get(f"{stack.mediator_url}/health", timeout=5)
     assert health_now.status_code == 200  # the mediator serves while OpenHIM is away

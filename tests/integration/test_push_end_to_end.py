@@ -217,9 +217,9 @@ def test_dry_run_changes_nothing_but_reports_counts(couch, cht_db, version):
 
 
 def test_pushing_in_batches_of_org_units_gives_the_same_result(couch, cht_db, monkeypatch):
-    import mediator.run.pipeline
+    import mediator.run.push
 
-    monkeypatch.setattr(mediator.run.pipeline, "ORG_UNITS_PER_PUSH", 2)  # 5 org units: 3 batches
+    monkeypatch.setattr(mediator.run.push, "ORG_UNITS_PER_PUSH", 2)  # 5 org units: 3 batches
     d2 = standin("2.41.1")
     try:
         cfg = config(couch, cht_db, d2)

@@ -18,7 +18,8 @@ from pydantic import SecretStr
 from mediator.model.periods import Month, Period
 from mediator.model.report import ChtRead, DataSetResult, ImportCount, RunReport
 from mediator.model.values import Exchange
-from mediator.openhim.client import OpenhimAgent, OpenhimClient
+from mediator.openhim.agent import OpenhimAgent
+from mediator.openhim.client import OpenhimClient
 from mediator.openhim.console_config import ConsoleConfig, load_registration
 from mediator.openhim.envelope import BODY_LIMIT
 from mediator.run.request import RunInputError, RunRequest

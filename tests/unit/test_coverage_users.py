@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mediator.engine.aggregation import writes_targets
+from mediator.engine.mapping import writes_targets
 
 SETTINGS = {
     "roles": {

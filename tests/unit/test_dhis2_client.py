@@ -16,10 +16,11 @@ import requests
 import responses
 from pydantic import SecretStr
 
-from mediator.dhis2.client import Dhis2Client, parse_version
-from mediator.http.client import CredentialsRefused, PeerError
+from mediator.dhis2.answers import parse_version
+from mediator.dhis2.client import Dhis2Client
+from mediator.http.errors import CredentialsRefused, PeerError
 from mediator.model.values import DataValue, Exchange
-from mediator.run.pipeline import preflight, push
+from mediator.run.push import preflight, push
 from mediator.settings.config import Dhis2Settings
 
 EXAMPLES = Path(__file__).parent / "dhis2_examples"

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from mediator.dhis2.conflicts import TEXTS_236, conflict_code
 from mediator.model.report import (
     ChtRead,
     Conflict,
@@ -15,8 +16,9 @@ from mediator.model.report import (
     OrgUnitCoverage,
     RunReport,
 )
-from mediator.openhim.envelope import properties
-from mediator.run.diagnoses import CONFLICTS, FINDINGS, TEXTS_236, conflict_code, diagnose
+from mediator.openhim.properties import properties
+from mediator.run.diagnoses import diagnose
+from mediator.run.wording import CONFLICTS, FINDINGS
 
 DS, PE, DE, OU, COC = "VMuFODsyWaO", "202401", "kB0ZBFisE0e", "DiszpKrYNg8", "Ua1bC2dE3fG"
 PLACE, TARGET = "chu-1", "births-this-month"
@@ -223,7 +225,7 @@ def test_diagnoses_appear_as_one_property_per_kind_with_a_count():
 
 
 def test_no_fix_reads_fix_fix():
-    from mediator.run.diagnoses import CHT, ERRORS
+    from mediator.run.wording import CHT, ERRORS
 
     for table in (CONFLICTS, FINDINGS, ERRORS, CHT):
         for kind, explain in table.items():

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mediator.engine.aggregation import Aggregation, EngineError, lineage_ids
+from mediator.engine.aggregation import Aggregation
+from mediator.engine.mapping import EngineError, lineage_ids
 from mediator.model.periods import Month, PeriodError
 
 SETTINGS: dict[str, Any] = {

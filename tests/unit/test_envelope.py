@@ -10,6 +10,7 @@ from typing import Any
 
 from mediator.model.report import (
     ChtRead,
+    ChunkCount,
     Conflict,
     DataSetResult,
     Diagnosis,
@@ -107,6 +108,7 @@ def result(period: str = "202402", **kw: Any) -> DataSetResult:
         "values_sent": 40,
         "values_unchanged": 2,
         "counts": ImportCount(imported=30, updated=8, ignored=2, deleted=0),
+        "chunks": [ChunkCount(imported=30, updated=8, ignored=2, deleted=0, status=200)],
         "conflicts": [Conflict(value="bad value", object="x")],
     }
     values.update(kw)

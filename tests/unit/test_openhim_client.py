@@ -15,8 +15,10 @@ import requests
 import responses
 from pydantic import SecretStr
 
-from mediator.http.client import BadStatus, CredentialsRefused, Forbidden, RetryPolicy
-from mediator.openhim.client import MediatorNotFound, OpenhimAgent, OpenhimClient, retry_later
+from mediator.http.client import RetryPolicy
+from mediator.http.errors import BadStatus, CredentialsRefused, Forbidden
+from mediator.openhim.agent import OpenhimAgent, retry_later
+from mediator.openhim.client import MediatorNotFound, OpenhimClient
 from mediator.openhim.console_config import ConsoleConfig, load_registration
 from mediator.settings.config import OpenhimSettings
 
@@ -80,7 +82,7 @@ def test_registration_retries_with_capped_backoff_while_core_is_down(
     responses.post(f"{CORE}/mediators", status=201)
     sleeps: list[float] = []
     agent = make_agent(sleeps)
-    with caplog.at_level(logging.INFO, logger="mediator.openhim.client"):
+    with caplog.at_level(logging.INFO, logger="mediator.openhim"):
         assert agent.register_until_done() is True
     assert agent.registered
     assert sleeps == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]  # doubling, capped at 30 s
@@ -107,7 +109,7 @@ def test_registration_400_logs_cores_validation_message_once(
     responses.post(f"{CORE}/mediators", status=400, body=message)
     sleeps: list[float] = []
     agent = make_agent(sleeps)
-    with caplog.at_level(logging.INFO, logger="mediator.openhim.client"):
+    with caplog.at_level(logging.INFO, logger="mediator.openhim"):
         assert agent.register_until_done(max_attempts=4) is False
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
@@ -209,7 +211,7 @@ def test_failing_heartbeat_never_raises_logs_once_and_recovers(
     responses.post(HEARTBEAT, status=500)
     responses.post(HEARTBEAT, body="")
     agent = registered_agent()
-    with caplog.at_level(logging.INFO, logger="mediator.openhim.client"):
+    with caplog.at_level(logging.INFO, logger="mediator.openhim"):
         for _ in range(5):
             agent.heartbeat()  # must not raise
     sent = [body_of(c) for c in responses.calls]

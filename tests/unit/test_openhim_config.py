@@ -16,7 +16,7 @@ from mediator.openhim.console_config import (
     validate_config,
 )
 from mediator.service.app import PUSH_PATH
-from mediator.settings.config import ConfigError
+from mediator.settings.variables import ConfigError
 
 # Core ignores a registration whose version is not newer (reference §1), so a
 # change to configDefs, config, endpoints or channels must come with a version

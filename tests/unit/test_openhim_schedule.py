@@ -12,7 +12,8 @@ import responses
 from mediator.model.report import DataSetResult, RunReport
 from mediator.run.request import RunRequest
 from mediator.service.serve import ScheduledRun, build
-from mediator.settings.config import ConfigError, RuntimeConfig
+from mediator.settings.config import RuntimeConfig
+from mediator.settings.variables import ConfigError
 
 CORE = "https://openhim.test:8080"
 ENV = {

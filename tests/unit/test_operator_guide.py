@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mediator.run.diagnoses import CHT, CONFLICTS, ERRORS, FINDINGS, troubleshooting_table
+from mediator.run.diagnoses import troubleshooting_table
+from mediator.run.wording import CHT, CONFLICTS, ERRORS, FINDINGS
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "operator-guide.md"
 
