@@ -1,1 +1,12 @@
-"""The mediator process: Flask app, run queue, history, status page."""
+"""The mediator process: the only package that imports Flask.
+
+app.py      the Flask app factory and its thin views (/push, /coverage, /, /health)
+runs.py     RunService: one run at a time, sync or async, the OpenHIM answer
+queue.py    the run queue; records.py: what a run leaves in the history
+history.py  the runs kept for the status page; render.py and templates/: the page
+serve.py    python -m mediator serve: configuration, registration, schedule
+
+May import: mediator.model, mediator.settings, mediator.http, mediator.cht,
+mediator.dhis2, mediator.run, mediator.openhim
+Outside the standard library: flask, werkzeug, jinja2, apscheduler, pydantic
+"""
