@@ -1,7 +1,7 @@
 """One measured command, in a process of its own, with its waits counted.
 
 ``python -m benchmarks.worker RESULT.json mediator preview --period 2024-01`` runs
-``python -m mediator preview --period 2024-01`` (``mediator.cli.main``: the command
+``python -m mediator preview --period 2024-01`` (``mediator.cli.commands.main``: the command
 people run, its output on this process's stdout) with the instrumentation below;
 ``python -m benchmarks.worker RESULT.json bare 2024-01`` is the floor: a plain paged
 read of the month's target docs, decoded as the mediator decodes them (orjson), then
@@ -187,7 +187,7 @@ def main(argv: list[str]) -> int:
         code = bare_read(rest[0])
     else:
         instrument()
-        from mediator.cli import main as mediator_main
+        from mediator.cli.commands import main as mediator_main
 
         code = mediator_main(rest)
         sys.stdout.flush()

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from devstack.dhis2_standin import Dhis2StandIn
 from devstack.net import ServerThread
-from mediator.cli import main
+from mediator.cli.commands import main
 from mediator.run.request import LISTS, MAX_PERIODS, RunInputError, RunRequest
 from mediator.service.app import create_app
 

@@ -26,7 +26,7 @@ from devstack.dhis2_standin import Dhis2StandIn
 from devstack.faultproxy import FaultProxy, Rule
 from devstack.net import ServerThread, free_port, wait_for
 from devstack.openhim_core import OpenhimCore
-from mediator.cli import main
+from mediator.cli.commands import main
 from mediator.service.serve import build, push_credentials
 from mediator.settings.variables import ConfigError
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from devstack import cht_docs
-from mediator.cli import main
+from mediator.cli.commands import main
 from mediator.model.periods import Month
 from mediator.run.pipeline import compute
 from mediator.run.request import RunRequest

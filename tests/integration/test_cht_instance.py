@@ -20,7 +20,7 @@ from devstack import cht_docs as d
 from devstack import deployment as dep
 from devstack.cht_api import INTEGRATION_PASSWORD, INTEGRATION_USER, ChtApiFront
 from devstack.faultproxy import FaultProxy, Rule
-from mediator.cli import main
+from mediator.cli.commands import main
 from mediator.model.periods import Period
 from mediator.run.pipeline import compute
 from mediator.run.request import RunRequest

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mediator.cli import main
+from mediator.cli.commands import main
 from tests.cht_fixtures import (
     DATA_SET,
     DEFAULT_SETTINGS,

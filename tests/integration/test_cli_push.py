@@ -12,7 +12,7 @@ import pytest
 
 from devstack import deployment as dep
 from devstack.dhis2_standin import Dhis2StandIn
-from mediator.cli import main
+from mediator.cli.commands import main
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from datetime import date
 
 import pytest
 
-from mediator.cli import main
+from mediator.cli.commands import main
 from mediator.run import read as cht_read
 from mediator.run.pipeline import compute
 from mediator.run.request import CLI_NAMES, RunRequest

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mediator.cli import main
+from mediator.cli.commands import main
 from mediator.model.report import DataSetResult, ImportCount, OrgUnitCoverage, RunReport
 from mediator.model.values import Exchange
 from mediator.openhim.console_config import ConsoleConfig, load_registration
