@@ -8,7 +8,7 @@ from typing import Any
 from orjson import loads as decode_json
 
 from mediator.http.client import HttpClient, RetryPolicy
-from mediator.http.errors import BadBody, PeerError
+from mediator.http.errors import BadBody, BadShape, PeerError
 from mediator.settings.config import ChtSettings
 
 
@@ -118,7 +118,7 @@ def check_shape(settings: ChtSettings, method: str, url: str, body: Any, what: s
         if not isinstance(results, list) or not all(
             isinstance(r, dict) and isinstance(r.get("id"), str) for r in results
         ):
-            raise BadBody(
+            raise BadShape(
                 "CHT",
                 f"CHT at {settings.url} answered {what} with an unexpected shape "
                 '(expected {"results": [...]} with an id per result): is this CouchDB?',
@@ -131,7 +131,7 @@ def check_shape(settings: ChtSettings, method: str, url: str, body: Any, what: s
     if not bad and method == "GET" and rows:
         bad = not all(isinstance(row.get("id"), str) for row in rows)
     if bad:
-        raise BadBody(
+        raise BadShape(
             "CHT",
             f"CHT at {settings.url} answered {what} with an unexpected shape "
             '(expected {"rows": [...]} with an id per row): is this CouchDB?',

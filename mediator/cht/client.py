@@ -27,9 +27,11 @@ from mediator.http.client import (
 )
 from mediator.http.errors import (
     BadBody,
+    BadShape,
     BadStatus,
     CredentialsRefused,
     Forbidden,
+    NotJson,
     PeerError,
     Redirected,
 )
@@ -142,7 +144,7 @@ class ChtReader:
         try:
             decoded = decode_json(response.content)  # orjson: 3x json's speed (benchmarks/)
         except ValueError:
-            raise BadBody(
+            raise NotJson(
                 "CHT",
                 f"CHT at {self.settings.url} sent a body that is not JSON while reading {what}",
             ) from None
@@ -185,7 +187,7 @@ class ChtReader:
 
     def place_ids(self, org_unit: str | None = None) -> list[str]:
         """The ids of the contacts that carry ``dhis``, in view order, without their docs:
-        a run that knows the docs already (``cht_cache``) reads only this."""
+        a run that knows the docs already (``cht.cache``) reads only this."""
         rows = self._view_rows(org_unit, docs=False)
         return list(dict.fromkeys(r["id"] for r in rows if isinstance(r.get("id"), str)))
 
@@ -296,7 +298,7 @@ class ChtReader:
         ``api/src/routing.js`` lines 1057-1062), and redirects are never followed."""
         body = self._request("GET", f"{self.db_url}/", what="the database info")
         if not isinstance(body, dict) or body.get("update_seq") is None:
-            raise BadBody(
+            raise BadShape(
                 "CHT",
                 f"CHT at {self.settings.url} gave no update_seq for database "
                 f"{self.settings.db!r}: is this CouchDB?",

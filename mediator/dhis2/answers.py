@@ -10,16 +10,18 @@ from datetime import datetime
 from typing import Any
 
 import requests
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from mediator.http.client import json_or_none, without_userinfo
 from mediator.http.errors import (
-    BadBody,
+    BadShape,
     BadStatus,
     CredentialsRefused,
     Forbidden,
+    NotJson,
     PeerError,
     Redirected,
+    TooLarge,
 )
 
 from .imports import parse_web_message as _web_message
@@ -163,29 +165,56 @@ def raise_for_auth(response: requests.Response, safe_url: str, name: str) -> Non
         )
 
 
-def failure(response: requests.Response, what: str, where: str) -> PeerError:
-    """The error for an answer the caller could not use."""
+def failure(
+    response: requests.Response, what: str, where: str, version: str | None = None
+) -> PeerError:
+    """The error for an answer the caller could not use, by its cause: a status the call
+    does not expect, a body over a size limit (413), a body that is not JSON (a web page
+    answered), or JSON in a shape DHIS2 does not send for the call."""
     status = response.status_code
-    hint = {
-        403: " (the DHIS2 user lacks the authority or sharing for this)",
-        404: " (not found: is DHIS2_URL the base URL of DHIS2?)",
-        413: " (a proxy in front of DHIS2 refused the body size: lower DHIS2_CHUNK_SIZE)",
-    }.get(status, "")
-    cls: type[PeerError] = Forbidden if status == 403 else BadStatus
-    if not hint and response.text.strip() and json_or_none(response) is None:
-        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
-        hint = (
-            f" with a body that is not JSON ({kind}): a proxy or an error page answered "
-            "instead of DHIS2's API"
+    start = f"DHIS2 at {where} answered HTTP {status} to {what}{message_suffix(response)}"
+    if status == 413:
+        return TooLarge(
+            "DHIS2",
+            f"{start}: the request body is over the size limit of DHIS2's web server or of a "
+            "proxy in front of it",
+            status=status,
         )
-        if what == "the data value import":
-            hint += "; whether DHIS2 stored these values is unknown: the next run compares"
-        cls = BadBody
-    elif not hint and status in (200, 409):
-        hint = " with JSON that is not a DHIS2 import summary"
-        cls = BadBody
-    return cls(
-        "DHIS2",
-        f"DHIS2 at {where} answered HTTP {status} to {what}{message_suffix(response)}{hint}",
-        status=status,
-    )
+    if status == 403:
+        return Forbidden(
+            "DHIS2", f"{start} (the DHIS2 user lacks the authority or sharing for this)", status=403
+        )
+    if status == 404:
+        return BadStatus(
+            "DHIS2", f"{start} (not found: is DHIS2_URL the base URL of DHIS2?)", status=404
+        )
+    unknown = "; whether DHIS2 stored these values is unknown: the next run compares"
+    after = unknown if what == "the data value import" else ""
+    if response.text.strip() and json_or_none(response) is None:
+        kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+        return NotJson(
+            "DHIS2",
+            f"{start} with a body that is not JSON ({kind}): a web page answered instead of "
+            f"DHIS2's API{after}",
+            status=status,
+        )
+    if status in (200, 409):
+        release = f"DHIS2 {version}" if version else "DHIS2"
+        expected = "an import summary" if "import" in what else "the answer"
+        return BadShape(
+            "DHIS2",
+            f"{start} with JSON in a shape {release} does not send for {expected}{after}",
+            status=status,
+        )
+    return BadStatus("DHIS2", start, status=status)
+
+
+def shape_problems(exc: ValidationError, limit: int = 3) -> str:
+    """pydantic's errors in a line: each field, what is wrong, and what came instead."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "the answer"
+        got = repr(error.get("input"))
+        got = got if len(got) <= 40 else got[:37] + "..."
+        parts.append(f"{where}: {error['msg'].lower()}, got {got}")
+    return "; ".join(parts)

@@ -2,7 +2,7 @@
 
 One client per run; each method is one Web API call (or a call and the polling of
 its job) and returns a typed model. What to send, and what an answer means for the
-run, is decided in ``pipeline`` and ``plan``. Every request goes through
+run, is decided in ``run.push`` and ``plan``. Every request goes through
 ``http.HttpClient``: retried within DHIS2's budget, recorded with credentials masked.
 """
 
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from mediator import __version__
 from mediator.http.client import HttpClient, Peer, Recorder, RetryPolicy, json_or_none
 from mediator.http.errors import (
-    BadBody,
+    BadShape,
     BadStatus,
     CredentialsRefused,
     PeerError,
@@ -39,6 +39,7 @@ from .answers import (
     parse_server_date,
     parse_version,
     raise_for_auth,
+    shape_problems,
     stored_values,
 )
 from .imports import AsyncJob, ImportResult, parse_async_job, parse_import
@@ -139,7 +140,8 @@ class Dhis2Client:
         return response
 
     def _fail(self, response: requests.Response, what: str) -> PeerError:
-        return failure(response, what, self.http.where_of(response.url or ""))
+        version = self._info.version if self._info is not None else None
+        return failure(response, what, self.http.where_of(response.url or ""), version)
 
     # -- the server ---------------------------------------------------------------------
 
@@ -151,16 +153,18 @@ class Dhis2Client:
         body = json_or_none(response)
         if response.status_code != 200:
             raise self._fail(response, "the system info request")
+        if body is None and response.text.strip():
+            raise self._fail(response, "the system info request")  # a web page: NotJson
         if not isinstance(body, dict) or not isinstance(body.get("version"), str):
-            raise BadBody(
+            raise BadShape(
                 "DHIS2",
-                f"DHIS2 at {self.safe_url}/api/system/info did not answer with DHIS2 system "
-                "info JSON: is DHIS2_URL the base URL of DHIS2?",
+                f"DHIS2 at {self.safe_url} answered GET /api/system/info with JSON that has no "
+                "version: is DHIS2_URL the base URL of DHIS2 (not another service)?",
             )
         try:
             major, minor, patch = parse_version(body["version"])
         except ValueError as exc:
-            raise BadBody("DHIS2", f"DHIS2 at {self.safe_url}: {exc}") from None
+            raise BadShape("DHIS2", f"DHIS2 at {self.safe_url}: {exc}") from None
         self._info = SystemInfo(
             version=body["version"],
             major=major,
@@ -273,13 +277,12 @@ class Dhis2Client:
         try:
             meta = DataSetMeta.model_validate(body)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
-            )
-            raise BadBody(
+            version = self._info.version if self._info is not None else "(version unknown)"
+            raise BadShape(
                 "DHIS2",
-                f"DHIS2 at {self.safe_url} answered the metadata of data set {data_set} in a "
-                f"shape DHIS2 does not send ({problems}): a proxy or a modified DHIS2?",
+                f"DHIS2 {version} at {self.safe_url} answered GET /api/dataSets/{data_set} "
+                f"(the data set's metadata) with JSON in a shape DHIS2 does not send: "
+                f"{shape_problems(exc)}",
             ) from None
         self._meta[data_set] = meta
         return meta

@@ -335,7 +335,7 @@ class Aggregation:
     ) -> Iterator[ValueRow]:
         """The rows as (dataElement, categoryOptionCombo, attributeOptionCombo, orgUnit,
         value), org unit by org unit; ``units`` picks some (a batch) in this order. What
-        ``data_values`` and a streamed preview (``mediator/preview.py``) are made of."""
+        ``data_values`` and a streamed preview (``mediator/run/preview.py``) are made of."""
         names = {m.row: m.target_id for m in reversed(self.mappings)}
         percent = {row for row in self._rows if self._row_choice[row] == "percent"}
         for unit in self._unit_order if units is None else units:

@@ -8,7 +8,10 @@
     ├── Forbidden            403
     ├── Redirected           3xx (redirects are never followed)
     ├── BadStatus            any other status the caller could not use
+    │   └── TooLarge         413: the body is over a proxy's or the server's limit
     └── BadBody              an answer that is not what the peer's API sends
+        ├── NotJson          not JSON at all: a web page answered (a proxy's?)
+        └── BadShape         JSON, but not in the shape the peer's API sends
 
 Each message names the peer and its address without credentials, and what was being
 done; ``kind`` is what callers and diagnoses decide by, never the words.
@@ -61,3 +64,23 @@ class BadStatus(PeerError):
 
 class BadBody(PeerError):
     kind = "body"
+
+
+class TooLarge(BadStatus):
+    """413: the request body is over the size limit of the server or a proxy before it."""
+
+    kind = "too_large"
+
+
+class NotJson(BadBody):
+    """An answer that is not JSON at all: a web page (a proxy's, a load balancer's, another
+    web server's) answered instead of the peer's API."""
+
+    kind = "not_json"
+
+
+class BadShape(BadBody):
+    """JSON, but not in the shape the peer's API sends for that call (another service
+    behind the same address, or a version the mediator does not know)."""
+
+    kind = "shape"

@@ -140,8 +140,9 @@ class DataSetResult(BaseModel):
     delivered: int = 0
     error: str | None = None
     error_status: int | None = None  # DHIS2's HTTP status behind ``error``, when it answered
-    # what kind of failure ``error`` is (http.PeerError.kind: unreachable, timeout, tls,
-    # credentials, forbidden, redirect, status, body), for diagnoses to decide by
+    # what kind of failure ``error`` is (http.errors' PeerError.kind: unreachable, timeout,
+    # tls, credentials, forbidden, redirect, status, too_large, body, not_json, shape), for
+    # diagnoses to decide by
     error_kind: str | None = None
     # what CHT gave for this period (filled by the run orchestration)
     period_type: str = "Monthly"

@@ -20,10 +20,11 @@ import requests
 
 from mediator.http.client import HttpClient, Peer, RetryPolicy, json_or_none
 from mediator.http.errors import (
-    BadBody,
+    BadShape,
     BadStatus,
     CredentialsRefused,
     Forbidden,
+    NotJson,
     PeerError,
 )
 from mediator.http.transport import Transport
@@ -255,11 +256,11 @@ class OpenhimClient:
         try:
             parsed = json.loads(text)
         except ValueError:
-            raise BadBody(
+            raise NotJson(
                 "OpenHIM", f"OpenHIM heartbeat answer is not JSON: {text[:200]!r}"
             ) from None
         if not isinstance(parsed, dict):
-            raise BadBody("OpenHIM", "OpenHIM heartbeat answer is not a JSON object")
+            raise BadShape("OpenHIM", "OpenHIM heartbeat answer is not a JSON object")
         return HeartbeatResult(config=parsed)
 
     def update_transaction(self, transaction_id: str, update: Mapping[str, Any]) -> None:
@@ -282,7 +283,7 @@ class OpenhimClient:
             raise self._fail("channel list", response)
         channels = json_or_none(response)
         if not isinstance(channels, list):
-            raise BadBody("OpenHIM", "OpenHIM GET /channels answer is not a JSON list")
+            raise BadShape("OpenHIM", "OpenHIM GET /channels answer is not a JSON list")
         for channel in channels:
             if isinstance(channel, dict) and channel.get("name") == name:
                 return str(channel.get("_id"))

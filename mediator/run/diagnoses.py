@@ -137,7 +137,10 @@ _KINDS = {
     "forbidden": "dhis2_forbidden",
     "unreachable": "dhis2_unreachable",
     "timeout": "dhis2_unreachable",
-    "body": "dhis2_not_json",
+    "not_json": "dhis2_not_json",
+    "shape": "dhis2_unexpected_shape",
+    "body": "dhis2_unexpected_shape",
+    "too_large": "dhis2_body_too_large",
     "cht_read": "cht_read_failed",
 }
 
@@ -147,12 +150,22 @@ def _error_kind(result: DataSetResult) -> str | None:
     (``http.PeerError.kind``, set where the error was caught), never by its words."""
     if result.error_kind in _KINDS:
         return _KINDS[result.error_kind]
-    return "dhis2_forbidden" if result.error_status == 403 else None
+    if result.error_status == 403:
+        return "dhis2_forbidden"
+    if result.error_kind == "status" and (result.error_status or 0) >= 500:
+        return "dhis2_server_error"  # retried within the budget, still failing
+    return None
+
+
+# failures of one chunk that leave the others imported: said even when the data set is
+# not failed as a whole, since their fix is not the rejected rows' own
+_CHUNK_KINDS = frozenset({"too_large", "not_json", "shape", "body", "status"})
 
 
 def _from_error(ctx: _Context) -> list[Diagnosis]:
     result = ctx.result
-    kind = _error_kind(result) if result.status == "error" and result.error else None
+    failed = result.status == "error" or result.error_kind in _CHUNK_KINDS
+    kind = _error_kind(result) if failed and result.error else None
     if kind is None:
         return []
     return [_diagnosis(kind, ERRORS[kind], ctx, {}, 1, detail=result.error or "")]

@@ -2,10 +2,10 @@
 as they are computed.
 
 The output is one JSON list of ``{"dataSet", "completeDate", "period", "dataValues"}``
-(``models.DataValueSet.as_export``), laid out as ``json.dump(..., indent=2)`` lays it
+(``model.values.DataValueSet.as_export``), laid out as ``json.dump(..., indent=2)`` lays it
 out, in the order of the run's jobs (data set, then period). Nothing holds a whole
 month as objects: each (data set, period) is written as soon as its group of months
-is aggregated (``cht_read.ChtSide.groups``), its values a batch of org units at a time
+is aggregated (``run.read.ChtSide.groups``), its values a batch of org units at a time
 by orjson, and its aggregation is let go before the next group is read. A national
 month held as ``DataValue`` objects and printed by ``json.dump`` cost about 100 MB and
 two of seven seconds (``benchmarks/``).
@@ -62,7 +62,7 @@ class JobNote:
 @dataclass
 class Shown:
     """What ``write`` wrote: per job its note (in the output's order), and per CHT
-    instance why its kept contacts were not used (``cht_cache``)."""
+    instance why its kept contacts were not used (``cht.cache``)."""
 
     notes: list[JobNote] = field(default_factory=list)
     warnings: dict[str, str] = field(default_factory=dict)
@@ -79,7 +79,7 @@ def write(
 ) -> Shown:
     """Compute the request's value sets and write them to ``out`` (a text stream is
     written through its binary buffer) as one JSON list. Raises ``PreviewFailed`` for a
-    job that cannot be computed, and what ``cht_read.ChtSide`` raises (RunInputError,
+    job that cannot be computed, and what ``run.read.ChtSide`` raises (RunInputError,
     PeerError); nothing is written before the first value set is whole."""
     day = complete_date or date.today().isoformat()
     shown = Shown()
@@ -226,7 +226,7 @@ def value_set(
 
 def _dumps(rows: list[dict[str, Any]]) -> bytes:
     """``rows`` as an indented JSON list: orjson, or json for a whole number past 64 bits
-    (a float total like 1e20 becomes an int, ``engine._tidy``), which orjson refuses."""
+    (a float total like 1e20 becomes an int, ``engine.aggregation._tidy``), which orjson refuses."""
     try:
         return orjson.dumps(rows, option=_INDENT)
     except TypeError:

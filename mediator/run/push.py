@@ -241,7 +241,7 @@ def read_stored(
     """4. What DHIS2 holds at these org units, in batches; a batch DHIS2 refuses or
     fails on is asked again org unit by org unit. Org units it still cannot read are
     returned apart (``unread``): there every computed value is sent and every zero
-    cleared (``plan.plan_push``), so no stale number can stay."""
+    cleared (``dhis2.plan.plan_push``), so no stale number can stay."""
     stored = StoredValues()
     unread: set[str] = set()
     batches = chunks(org_units, ORG_UNITS_PER_READ)

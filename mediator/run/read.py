@@ -4,7 +4,7 @@ Each month of target docs is read once per CHT instance, page by page, and fed t
 every (data set, period) that holds it: a quarterly data set sums its three months, a
 percent is recomputed from the summed pass and total. Several CHT instances are summed
 per org unit. Contacts (places, owners, users) are read once per run, or taken from
-what the last run kept (``cht_cache``) after asking CHT what changed.
+what the last run kept (``cht.cache``) after asking CHT what changed.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class SourceRead:
 
     def users(self) -> dict[str, str]:
         """Username -> contact id of the users who write target docs: only those are
-        expected to sync (``engine.writes_targets``); the others are counted apart."""
+        expected to sync (``engine.mapping.writes_targets``); the others are counted apart."""
         assert self._users is not None and self.app_settings is not None
         expected: dict[str, str] = {}
         others = 0
@@ -96,7 +96,7 @@ class SourceRead:
         return expected
 
     def keep(self) -> None:
-        """What this run learned of CHT's contacts, for the next run (``cht_cache``)."""
+        """What this run learned of CHT's contacts, for the next run (``cht.cache``)."""
         if self.store and self.contacts and self.contacts.keepable:
             self.store.save(self.source.settings, self.contacts.cache)
 
@@ -165,7 +165,7 @@ class ChtSide:
 
     @property
     def source_warnings(self) -> dict[str, str]:
-        """Per CHT instance, why its kept contacts were not used (``cht_cache``)."""
+        """Per CHT instance, why its kept contacts were not used (``cht.cache``)."""
         return {
             s.source.name: s.contacts.warning
             for s in self.sources

@@ -4,7 +4,7 @@ periods it concerns and what to do. For the command line (``cli.py`` prints ``te
 the table, the same problems, what was pushed and what was not, and the exact command that
 resumes what did not complete; the JSON report it prints, and the status page, carry the
 same ``resume`` command. Rerunning a (data set, period) is always safe: the push sends only
-what differs from what DHIS2 holds (``plan.py``).
+what differs from what DHIS2 holds (``dhis2.plan``).
 """
 
 from __future__ import annotations

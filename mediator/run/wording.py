@@ -210,7 +210,7 @@ CONFLICTS: dict[str, Explain] = {
         "Report this: the mediator does not send file values.",
     ),
 }
-# Preflight and run findings (mediator/dhis2_metadata.py, mediator/pipeline.py).
+# Preflight and run findings (mediator/dhis2/preflight.py, mediator/run/push.py).
 FINDINGS: dict[str, Explain] = {
     "data_set_not_found": CONFLICTS["E7600"],
     "data_elements_not_in_data_set": Explain(
@@ -320,9 +320,34 @@ ERRORS: dict[str, Explain] = {
     ),
     "dhis2_not_json": Explain(
         "Something other than DHIS2 answered",
-        "The answer was not DHIS2's JSON (an HTML error page from a proxy?).",
-        "Check the proxy in front of DHIS2 (body size limits: client_max_body_size) and "
-        "DHIS2_URL; lower DHIS2_CHUNK_SIZE if the proxy refuses large bodies.",
+        "The answer was not JSON: a web page (from a proxy, a load balancer or another web "
+        "server at that address) answered instead of DHIS2's API: {detail}.",
+        "Open DHIS2_URL/api/system/info from the mediator's host: it must show DHIS2's JSON. "
+        "If a page shows instead, correct DHIS2_URL (DHIS2's base URL) or the proxy's route "
+        "to DHIS2; then {rerun}.",
+    ),
+    "dhis2_unexpected_shape": Explain(
+        "DHIS2's answer was not in the shape DHIS2 sends",
+        "{detail}.",
+        "Check that DHIS2_URL points at the DHIS2 instance, not another service behind the "
+        "same address, and that it is DHIS2 2.36 to 2.42 (DHIS2 → About DHIS2). If both are "
+        "right, report the answer (the DHIS2 step of this transaction) to the mediator's "
+        "maintainers.",
+    ),
+    "dhis2_server_error": Explain(
+        "DHIS2 kept failing",
+        "DHIS2, or a proxy in front of it, answered with a server error on every attempt: "
+        "{detail}.",
+        "Check DHIS2's health (its log, its database, memory) and the proxy's log for that "
+        "time; then {rerun}: only what was not imported is sent again.",
+    ),
+    "dhis2_body_too_large": Explain(
+        "The import was too large for DHIS2's web server or a proxy",
+        "DHIS2 answered HTTP 413: the body of a POST was over the size limit of DHIS2's web "
+        "server or of a proxy in front of it, so its values were not imported.",
+        "Lower DHIS2_CHUNK_SIZE (values per POST), or raise the proxy's limit (nginx "
+        "client_max_body_size, Apache LimitRequestBody); then {rerun}: only what was not "
+        "imported is sent again.",
     ),
     "cht_read_failed": Explain(
         "CHT could not be read",

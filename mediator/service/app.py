@@ -2,7 +2,7 @@
 and the status page (``GET /``) that HRIOs read without logging into OpenHIM.
 
 Thin on purpose: a view parses the request (``RunRequest.from_fields``), calls the
-``RunService`` (``runs.py``) and renders what it returns. Every answer of the push
+``RunService`` (``runs``) and renders what it returns. Every answer of the push
 endpoint is an ``application/json+openhim`` envelope, bad input included (400
 inside the envelope, never a bare 500 or an HTML page).
 """

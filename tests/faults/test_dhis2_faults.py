@@ -178,6 +178,27 @@ def test_a_body_that_is_not_json_fails_that_chunk_with_a_clear_reason(couch, bas
     assert report.status in ("Failed", "Completed with error(s)")
     (failed,) = [r for r in report.results if r.chunks_failed]
     assert "not JSON (text/html)" in failed.error
+    (said,) = [d for d in report.diagnoses if d.kind == "dhis2_not_json"]
+    assert "DHIS2_URL" in said.fix and "DHIS2_CHUNK_SIZE" not in said.fix
+    assert set(held(d2)) == set(computed) - rejected_keys(report)
+    assert_completed_by_next_run(couch, base_db, d2, computed, sent=len(rejected_keys(report)))
+
+
+def test_a_413_page_from_a_proxy_is_the_body_size_limit_and_nothing_else(
+    couch, base_db, computed, d2
+):
+    """nginx's 413 page on one chunk: its rows are named as not imported, the diagnosis is
+    the body size limit (lower DHIS2_CHUNK_SIZE or raise client_max_body_size), never
+    "something other than DHIS2 answered", and the next run sends only those rows."""
+    page = "<html><head><title>413 Request Entity Too Large</title></head></html>"
+    d2.faults.add(Fault("garbage", POSTS, method="POST", status=413, body=page))
+    report = push(couch_config(couch, base_db, d2))
+    (failed,) = [r for r in report.results if r.chunks_failed]
+    assert failed.error_kind == "too_large" and "HTTP 413" in failed.error
+    kinds = {d.kind for d in report.diagnoses}
+    assert "dhis2_body_too_large" in kinds and "dhis2_not_json" not in kinds
+    (said,) = [d for d in report.diagnoses if d.kind == "dhis2_body_too_large"]
+    assert "DHIS2_CHUNK_SIZE" in said.fix and "client_max_body_size" in said.fix
     assert set(held(d2)) == set(computed) - rejected_keys(report)
     assert_completed_by_next_run(couch, base_db, d2, computed, sent=len(rejected_keys(report)))
 

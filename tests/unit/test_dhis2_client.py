@@ -19,7 +19,9 @@ from pydantic import SecretStr
 from mediator.dhis2.answers import parse_version
 from mediator.dhis2.client import Dhis2Client
 from mediator.http.errors import CredentialsRefused, PeerError
+from mediator.model.report import RunReport
 from mediator.model.values import DataValue, Exchange
+from mediator.run.diagnoses import diagnose
 from mediator.run.push import preflight, push
 from mediator.settings.config import Dhis2Settings
 
@@ -748,7 +750,42 @@ def test_metadata_of_a_shape_dhis2_never_sends_is_one_clear_line(
     meta["organisationUnits"] = "not-a-list"
     mock.get(META, json=meta)
     result = push(Harness(mock).client, DS, PERIOD, [dv(MEASLES, 3)])
-    assert result.status == "error" and result.error_kind == "body"
+    assert result.status == "error" and result.error_kind == "shape"
     assert result.error is not None and "\n" not in result.error
-    assert "organisationUnits" in result.error and "validation error" not in result.error
-    assert "pydantic" not in result.error
+    assert "validation error" not in result.error and "pydantic" not in result.error
+    # the call, the field, what came instead, and the DHIS2 version that sent it
+    assert f"GET /api/dataSets/{DS}" in result.error
+    assert "organisationUnits: input should be a valid list, got 'not-a-list'" in result.error
+    assert f"DHIS2 {info['version']} " in result.error
+    (diagnosis,) = diagnose(RunReport(run_id="r", results=[result]))
+    assert diagnosis.kind == "dhis2_unexpected_shape"
+    assert "DHIS2_URL points at the DHIS2 instance" in diagnosis.fix
+    assert "client_max_body_size" not in diagnosis.fix + diagnosis.cause
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "title"),
+    [
+        (200, "not_json", "Something other than DHIS2 answered"),
+        (502, "status", "DHIS2 kept failing"),
+        (413, "too_large", "The import was too large for DHIS2's web server or a proxy"),
+    ],
+)
+def test_a_web_page_and_a_413_are_told_apart(
+    mock: responses.RequestsMock, status: int, kind: str, title: str
+) -> None:
+    """A proxy's HTML page on the import is "not JSON" (its fix names DHIS2_URL); only a
+    413 is the body size limit (its fix names DHIS2_CHUNK_SIZE)."""
+    info = example("constructed_get_system_info_nonsuperuser_241.json")
+    mock.get(INFO, json=info)
+    serve_user(mock)
+    mock.get(META, json=example("constructed_get_dataSet_with_fields.json"))
+    mock.get(DVS, json={"dataSet": DS, "dataValues": []})
+    page = "<html><head><title>Proxy error</title></head><body>nginx</body></html>"
+    mock.post(DVS, status=status, body=page, content_type="text/html")
+    result = push(Harness(mock).client, DS, PERIOD, [dv(MEASLES, 3)])
+    assert result.error_kind == kind, result.error
+    (diagnosis,) = diagnose(RunReport(run_id="r", results=[result]))
+    assert diagnosis.title == title
+    assert ("DHIS2_CHUNK_SIZE" in diagnosis.fix) is (status == 413)
+    assert ("DHIS2_URL" in diagnosis.fix) is (status == 200)

@@ -168,7 +168,10 @@ def test_a_locked_period_says_what_unblocks_it():
         (None, 403, "dhis2_forbidden", "F_DATAVALUE_ADD"),
         ("unreachable", None, "dhis2_unreachable", "DHIS2_URL"),
         ("timeout", None, "dhis2_unreachable", "DHIS2_URL"),
-        ("body", 502, "dhis2_not_json", "proxy"),
+        ("not_json", 502, "dhis2_not_json", "DHIS2_URL/api/system/info"),
+        ("shape", 200, "dhis2_unexpected_shape", "2.36 to 2.42"),
+        ("body", 200, "dhis2_unexpected_shape", "2.36 to 2.42"),
+        ("too_large", 413, "dhis2_body_too_large", "DHIS2_CHUNK_SIZE"),
         ("cht_read", None, "cht_read_failed", "CHT"),
     ],
 )
@@ -178,6 +181,30 @@ def test_data_set_failures_are_explained_by_their_kind(error_kind, status, kind,
     failed.error_kind = error_kind
     (diagnosis,) = [d for d in diagnose(report(failed)) if d.kind == kind]
     assert says in diagnosis.fix or says in diagnosis.cause
+
+
+@pytest.mark.parametrize(
+    ("error_kind", "kind"),
+    [("not_json", "dhis2_not_json"), ("shape", "dhis2_unexpected_shape")],
+)
+def test_an_answer_that_is_not_dhis2s_is_never_blamed_on_a_body_size_limit(error_kind, kind):
+    """Three causes, three diagnoses: only a 413 is told to lower the chunk size or raise
+    the proxy's body limit; a web page and JSON of another shape name DHIS2_URL."""
+    failed = result(status="error", error="DHIS2 at https://x answered…", error_status=200)
+    failed.error_kind = error_kind
+    (diagnosis,) = diagnose(report(failed))
+    assert diagnosis.kind == kind
+    words = diagnosis.cause + diagnosis.fix
+    assert "DHIS2_URL" in words
+    for wrong in ("client_max_body_size", "DHIS2_CHUNK_SIZE", "body size"):
+        assert wrong not in words
+
+
+def test_a_413_on_one_chunk_is_diagnosed_though_the_others_went_through():
+    partial = result(status="warning", error="DHIS2 … answered HTTP 413", error_status=413)
+    partial.error_kind = "too_large"
+    (diagnosis,) = [d for d in diagnose(report(partial)) if d.kind == "dhis2_body_too_large"]
+    assert "client_max_body_size" in diagnosis.fix and "DHIS2_CHUNK_SIZE" in diagnosis.fix
 
 
 def test_cht_without_target_docs_for_the_period():
