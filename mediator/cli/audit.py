@@ -11,13 +11,12 @@ when DHIS2 holds what CHT computes, 1 when something differs or could not be com
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 
 from mediator.model.periods import PeriodError
 from mediator.run import summary
-from mediator.run.audit import Audit, Cell, PairAudit, audit, cells_csv, json_audit
+from mediator.run.audit import Audit, Cell, PairAudit, audit, cells_csv, dumps, json_audit
 from mediator.run.request import RunInputError, RunRequest
 from mediator.settings.config import RuntimeConfig
 from mediator.settings.variables import ConfigError
@@ -57,8 +56,9 @@ def run_audit(args: argparse.Namespace, request: RunRequest) -> int:
         sys.stdout.write(cells_csv(found.cells))
         sys.stderr.write(text(found, cells=False))
     elif args.json or (not args.summary and not sys.stdout.isatty()):
-        json.dump(json_audit(found), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(dumps(json_audit(found)))
+        sys.stdout.flush()
         sys.stderr.write(text(found, cells=False))
     else:
         sys.stdout.write(text(found))

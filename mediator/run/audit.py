@@ -34,8 +34,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any, Literal
+
+import orjson
 
 from mediator.dhis2.plan import Planned
 from mediator.http.transport import Transport
@@ -49,24 +52,13 @@ from .summary import Outcome, commands_for, org_unit_tail
 
 AUDIT_COMMAND = "python -m mediator audit"
 COUNTED = ("equal", "differs", "only_in_dhis2", "only_computed", "left_alone", "not_compared")
-CSV_COLUMNS = (
-    "data_set",
-    "period",
-    "org_unit",
-    "data_element",
-    "category_option_combo",
-    "attribute_option_combo",
-    "state",
-    "dhis2_value",
-    "computed_value",
-    "stored_by",
-)
 Status = Literal["agrees", "differs", "incomplete"]
 
 
-class Cell(NamedTuple):
-    """One DHIS2 cell that is not equal (or that a push leaves alone). A tuple: a
-    national month DHIS2 holds nothing of lists 120,000."""
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One DHIS2 cell that is not equal (or that a push leaves alone). Slotted, and
+    written by orjson as it is: a national month DHIS2 holds nothing of lists 120,000."""
 
     data_set: str
     period: str
@@ -78,6 +70,9 @@ class Cell(NamedTuple):
     dhis2_value: str | None  # as DHIS2 holds it ("5.0"), None: nothing
     computed_value: str | None  # as a push would send it, None: nothing computed
     stored_by: str | None  # who stored DHIS2's value, as DHIS2 says
+
+
+CSV_COLUMNS = tuple(f.name for f in fields(Cell))
 
 
 @dataclass
@@ -258,7 +253,7 @@ def json_audit(audit: Audit) -> dict[str, Any]:
         "finished": report.finished.isoformat() if report.finished else None,
         "totals": audit.totals(),
         "results": [_pair_json(p) for p in audit.pairs],
-        "cells": [cell._asdict() for cell in audit.cells],
+        "cells": audit.cells,  # written as objects by ``dumps``
         "findings": [f.model_dump(mode="json") for f in report.findings],
         "diagnoses": [d.model_dump(mode="json") for d in report.diagnoses],
         "repair": audit.repair(),
@@ -280,10 +275,16 @@ def _pair_json(pair: PairAudit) -> dict[str, Any]:
     }
 
 
+def dumps(data: dict[str, Any]) -> bytes:
+    """``json_audit``'s answer as indented JSON (the cells, dataclasses, as objects)."""
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
 def cells_csv(cells: Iterable[Cell]) -> str:
     """The cells as CSV, one row each, ``CSV_COLUMNS`` first."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    writer.writerows(["" if v is None else v for v in cell] for cell in cells)
+    row = attrgetter(*CSV_COLUMNS)
+    writer.writerows(["" if v is None else v for v in row(cell)] for cell in cells)
     return out.getvalue()

@@ -176,7 +176,7 @@ def audit() -> Response:
         return _json(exc.status, {"error": exc.message})
     if wanted == "csv":
         return Response(cells_csv(found.cells), content_type="text/csv; charset=utf-8")
-    return _json(200, audit_json(service, found))
+    return Response(audit_json(service, found), content_type="application/json")
 
 
 @views.route("/", methods=["GET"])

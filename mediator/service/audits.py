@@ -4,9 +4,7 @@ run lock: it writes nothing, so it neither waits for a push nor holds one up."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from mediator.run.audit import Audit, audit, json_audit
+from mediator.run.audit import Audit, audit, dumps, json_audit
 from mediator.run.request import RunInputError, RunRequest
 from mediator.run.summary import unknown_org_unit
 from mediator.settings.secrets import Scrubber
@@ -40,8 +38,8 @@ def run_audit(service: RunService, request: RunRequest) -> Audit:
     return found
 
 
-def audit_json(service: RunService, found: Audit) -> dict[str, Any]:
-    """``json_audit`` with its free text (errors, problems) scrubbed of secrets."""
+def audit_json(service: RunService, found: Audit) -> bytes:
+    """``json_audit`` with its free text (errors, problems) scrubbed of secrets, as JSON."""
     data = json_audit(found)
     for pair in data["results"]:
         if pair["error"]:
@@ -50,7 +48,7 @@ def audit_json(service: RunService, found: Audit) -> dict[str, Any]:
         finding["message"] = scrubbed(service, finding["message"])
     for diagnosis in data["diagnoses"]:
         diagnosis["cause"] = scrubbed(service, diagnosis["cause"])
-    return data
+    return dumps(data)
 
 
 def scrubbed(service: RunService, text: str) -> str:
