@@ -86,7 +86,7 @@ def text(found: Audit, *, cells: bool = True) -> str:
     differing = sum(totals[s] for s in ("differs", "only_in_dhis2", "only_computed"))
     verdict = {
         "agrees": "DHIS2 holds what CHT computes",
-        "differs": f"{differing} cell{' differs' if differing == 1 else 's differ'}",
+        "differs": f"{_values(differing, 'cell')} differ{'s' if differing == 1 else ''}",
         "incomplete": "no cell differs, but not everything could be compared",
     }[found.status]
     lines = [f"Audit {report.run_id}: {verdict} (nothing was pushed)"]
@@ -115,7 +115,7 @@ def table(pairs: list[PairAudit], names: Mapping[str, str]) -> list[str]:
     width = max([len("data set"), *map(len, shown)])
     heads = [STATES.get(c, c) for c in _COLUMNS]
     lines = [
-        f"  {'data set':<{width}}  {'period':<10}" + "".join(f"{h:>15}" for h in heads),
+        f"  {'data set':<{width}}  {'period':<10}" + "".join(f"{h:>14}" for h in heads),
     ]
     totals = [0] * len(_COLUMNS)
     for label, pair in zip(shown, pairs, strict=True):
@@ -123,10 +123,10 @@ def table(pairs: list[PairAudit], names: Mapping[str, str]) -> list[str]:
         totals = [t + n for t, n in zip(totals, counts, strict=True)]
         mark = "" if pair.error is None else "  not compared"
         lines.append(
-            f"  {label:<{width}}  {pair.period:<10}" + "".join(f"{n:>15}" for n in counts) + mark
+            f"  {label:<{width}}  {pair.period:<10}" + "".join(f"{n:>14}" for n in counts) + mark
         )
     if len(pairs) > 1:
-        lines.append(f"  {'total':<{width}}  {'':<10}" + "".join(f"{n:>15}" for n in totals))
+        lines.append(f"  {'total':<{width}}  {'':<10}" + "".join(f"{n:>14}" for n in totals))
     return lines
 
 
@@ -159,20 +159,24 @@ def not_compared(found: Audit) -> list[str]:
         if p.unread:
             lines.append(
                 f"  {where}: DHIS2 would not say what it holds at {', '.join(p.unread)}: "
-                f"{p.counts['not_compared']} computed values not compared"
+                f"{_values(p.counts['not_compared'], 'computed value')} not compared"
             )
         if p.kept_back:
             lines.append(
-                f"  {where}: {len(p.kept_back)} computed values a push keeps back (DHIS2 "
-                "would refuse them; see the problems), not compared"
+                f"  {where}: {_values(len(p.kept_back), 'computed value')} a push keeps back "
+                "(DHIS2 would refuse them; see the problems), not compared"
             )
         if p.counts["left_alone"]:
             lines.append(
-                f"  {where}: {p.counts['left_alone']} values at org units CHT does not map, "
-                "stored by another DHIS2 user than this integration's: left alone (--csv "
-                "lists them)"
+                f"  {where}: {_values(p.counts['left_alone'], 'value')} at org units CHT does "
+                "not map, stored by another DHIS2 user than this integration's: left alone "
+                "(--csv lists them)"
             )
     return ["Not compared, or left alone:", *lines] if lines else []
+
+
+def _values(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def closing(found: Audit) -> list[str]:
