@@ -231,8 +231,8 @@ def _pair(result: DataSetResult, counts: dict[str, int] | None, whole: bool) -> 
     pair.kept_back = list(result.rejected)
     # as ``push.push_job`` decides: every org unit asked for, none held, DHIS2 answered
     pair.swept = whole and not pair.held and result.status != "error"
-    if result.status == "error":
-        pair.error = result.error or "not compared"
+    if result.status == "error":  # said as a push says it, less its "not pushed: "
+        pair.error = (result.error or "not compared").removeprefix("not pushed: ")
     return pair
 
 

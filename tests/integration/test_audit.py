@@ -235,3 +235,23 @@ def test_get_audit_is_protected_like_push_and_answers_json_or_csv(couch, cht_db,
         csv = requests.get(url, params={"period": JAN, "format": "csv"}, auth=auth, timeout=60)
         assert csv.headers["Content-Type"].startswith("text/csv")
         assert [line.split(",")[6] for line in csv.text.splitlines()[1:]] == ["differs"]
+
+
+def test_org_units_held_by_the_coverage_threshold_are_said_and_not_compared(
+    couch, cht_db, stack, capsys, monkeypatch
+):
+    # CHU 4 has 2 of its 3 CHWs synced (chw43 never did): 67 %, below 90, so a push holds
+    # it; the district's 11 of 12 (92 %) goes out
+    d2, _ = stack
+    monkeypatch.setenv("MEDIATOR_COVERAGE_THRESHOLD", "90")
+    held = dep.OU_CHU[3]
+    assert cli(capsys, "push", "--period", JAN, "--json")[0] == 0
+    assert not [k for k in d2.store.values() if k[2] == held]
+    d2.store.seed(dep.DE_BIRTHS, "202401", held, "40")  # typed while the push held it
+    code, found = audited(capsys)
+    assert (code, found["status"], cells_of(found)) == (0, "agrees", {})
+    for result in found["results"]:
+        assert result["held_org_units"] == [held] and result["swept"] is False
+    code, out, _ = cli(capsys, "audit", "--period", JAN, "--summary")
+    assert code == 0
+    assert "held by the coverage threshold, not compared" in out and held in out
