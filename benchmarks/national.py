@@ -15,7 +15,11 @@ own export against the same pouchdb-server. It loads a synthetic national deploy
 - push rounds (``--repeats``, default 3), each against a DHIS2 stand-in that holds
   nothing: ``push_cold``, ``python -m mediator push`` of the month, nothing kept;
   ``push_warm``, the next month, contacts kept; ``rerun``, the first month again,
-  nothing changed: nothing to send;
+  nothing changed: nothing to send; then, DHIS2 holding the month, ``push_dry``
+  (``push --dry-run`` of it) beside ``audit`` (``python -m mediator audit`` of it:
+  every cell equal), the pair the audit's bound (1.5 × the dry-run push) is taken on;
+- once, the same pair against a DHIS2 that holds nothing (``push_dry_empty``,
+  ``audit_empty``: every computed value a cell the audit lists);
 - once, ``preview`` and ``push`` (both cold) of a month with twice the target docs on
   the same org units, to see memory grow (or not); and pure aggregation on docs in
   memory.
@@ -75,6 +79,7 @@ TARGETS = {
     "peak_rss_mb_max": 150,
     "rss_growth_when_docs_double_max": 0.10,
     "pure_docs_per_second_min": 50_000,
+    "audit_over_dry_push_max": 1.5,
 }
 
 # (key, label) of the side-by-side table, in its order
@@ -86,6 +91,10 @@ COMMANDS = (
     ("push_cold", "push 1 month, cold"),
     ("push_warm", "push 1 month, warm"),
     ("rerun", "re-run, unchanged (warm)"),
+    ("push_dry", "dry-run push, DHIS2 holds it (warm)"),
+    ("audit", "audit 1 month, DHIS2 holds it (warm)"),
+    ("push_dry_empty", "dry-run push, DHIS2 empty (warm)"),
+    ("audit_empty", "audit 1 month, DHIS2 empty (warm)"),
     ("preview_double", "preview, 2x target docs, cold"),
     ("push_double", "push, 2x target docs, cold"),
 )
@@ -250,7 +259,7 @@ class Runner:
         }
         wall = result["wall_seconds"]
         result["stderr"] = err_path.read_text(errors="replace")[-3000:]
-        if result["exit"] != 0 and not name.startswith(("push", "rerun")):
+        if result["exit"] != 0 and not name.startswith(("push", "rerun", "audit")):
             raise RuntimeError(f"{name} exited {result['exit']}:\n{result['stderr']}")
         print(
             f"  {name}: {wall:.2f} s wall, {result['cpu_seconds']:.2f} s CPU, "
@@ -287,9 +296,9 @@ class Runner:
         args = ["mediator", "preview", "--period", month, "--data-set", DATA_SET]
         return self.worker(name, args, self.env(state))
 
-    def push(self, name: str, month: str, state: Path) -> dict[str, Any]:
+    def push(self, name: str, month: str, state: Path, dry: bool = False) -> dict[str, Any]:
         args = ["mediator", "push", "--period", month, "--data-set", DATA_SET]
-        result = self.worker(name, args, self.env(state))
+        result = self.worker(name, args + (["--dry-run"] if dry else []), self.env(state))
         report = orjson.loads(Path(result["stdout"]).read_bytes())
         results = report["results"]
         result.update(
@@ -299,6 +308,20 @@ class Runner:
             values_computed=sum(r["values_computed"] for r in results),
             values_sent=sum(r["values_sent"] for r in results),
             values_unchanged=sum(r["values_unchanged"] for r in results),
+        )
+        return result
+
+    def audit(self, name: str, month: str, state: Path) -> dict[str, Any]:
+        """``python -m mediator audit`` of the month: its JSON on stdout."""
+        args = ["mediator", "audit", "--period", month, "--data-set", DATA_SET, "--json"]
+        result = self.worker(name, args, self.env(state))
+        found = orjson.loads(Path(result["stdout"]).read_bytes())
+        totals = found["totals"]
+        result.update(
+            status=found["status"],
+            cells_equal=totals["equal"],
+            cells_differing=totals["differs"] + totals["only_in_dhis2"] + totals["only_computed"],
+            cells_listed=len(found["cells"]),
         )
         return result
 
@@ -412,7 +435,8 @@ def push_rounds(runner: Runner, nat: National, rounds: int) -> dict[str, list[An
     the contacts kept; the first again, unchanged. The pushes of a round share a state
     dir, as a deployment's runs do."""
     first, second = nat.spec.months[0], nat.spec.months[1]
-    runs: dict[str, list[Any]] = {"push_cold": [], "push_warm": [], "rerun": []}
+    keys = ("push_cold", "push_warm", "rerun", "push_dry", "audit")
+    runs: dict[str, list[Any]] = {key: [] for key in keys}
     for i in range(rounds):
         print(f"push round {i + 1} of {rounds} (load {load_average()})…", file=sys.stderr)
         runner.start_dhis2(nat)
@@ -420,7 +444,23 @@ def push_rounds(runner: Runner, nat: National, rounds: int) -> dict[str, list[An
         runs["push_cold"].append(runner.push("push_cold", first, state))
         runs["push_warm"].append(runner.push("push_warm", second, state))
         runs["rerun"].append(runner.push("rerun", first, state))
+        runs["push_dry"].append(runner.push("push_dry", first, state, dry=True))
+        runs["audit"].append(runner.audit("audit", first, state))
     return runs
+
+
+def empty_dhis2(runner: Runner, nat: National) -> dict[str, list[Any]]:
+    """Once: the dry-run push and the audit of the first month against a DHIS2 that holds
+    nothing, contacts kept by an untimed preview first."""
+    month = nat.spec.months[0]
+    print(f"dry-run push and audit of {month}, DHIS2 empty…", file=sys.stderr)
+    runner.start_dhis2(nat)
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=runner.tmp))
+    runner.preview("fill_empty_state", month, state)
+    return {
+        "push_dry_empty": [runner.push("push_dry_empty", month, state, dry=True)],
+        "audit_empty": [runner.audit("audit_empty", month, state)],
+    }
 
 
 def doubled(runner: Runner, nat: National) -> dict[str, list[Any]]:
@@ -469,6 +509,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 out["runs"] = {
                     **read_rounds(runner, first, args.rounds),
                     **push_rounds(runner, nat, args.repeats),
+                    **empty_dhis2(runner, nat),
                     **doubled(runner, nat),
                 }
             finally:
@@ -524,6 +565,16 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
                 target_docs=runs[key][0]["target_docs"],
                 owners_looked_up=runs[key][0]["owners_looked_up"],
             )
+        if "cells_equal" in runs[key][0]:
+            row.update(
+                {
+                    k: runs[key][0][k]
+                    for k in ("status", "cells_equal", "cells_differing", "cells_listed")
+                }
+                | {"dhis2_requests": runs[key][0]["dhis2_http_requests"]}
+            )
+            dry = {"audit": "push_dry", "audit_empty": "push_dry_empty"}[key]
+            row["over_dry_push"] = _ratio(runs, key, dry)
         if "values_sent" in runs[key][0]:
             row.update(
                 {
@@ -577,6 +628,8 @@ def targets(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
             s["pure_docs_per_second"] >= 50_000,
         ),
         "re-run: values sent": (t["rerun"]["values_sent"], "0", t["rerun"]["values_sent"] == 0),
+        "audit / dry-run push, DHIS2 holds the month": _audit_target(t.get("audit")),
+        "audit / dry-run push, DHIS2 empty": _audit_target(t.get("audit_empty")),
         "preview = CHT export, value for value": (
             all(c.get("equal") for c in checks) if checks and "equal" in checks[0] else None,
             "True",
@@ -584,6 +637,11 @@ def targets(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
         ),
     }
     return {name: {"value": v, "target": want, "met": ok} for name, (v, want, ok) in found.items()}
+
+
+def _audit_target(row: dict[str, Any] | None) -> tuple[float | None, str, bool | None]:
+    ratio = row.get("over_dry_push") if row else None
+    return ratio, "<= 1.5", _le(ratio, TARGETS["audit_over_dry_push_max"])
 
 
 def _inverse(ratio: float | None) -> float | None:
@@ -637,6 +695,20 @@ def table(out: dict[str, Any]) -> str:
             f"{row['label']:<28}{row['wait_cht_s']:>9.2f}{row['wait_dhis2_s']:>11.2f}"
             f"{row['cpu_s']:>8.2f}{row['cht_requests']:>8}{row['owners_looked_up']:>8}"
             f"{row['dhis2_requests']:>10} ({row['dhis2_posts']}){row['values_sent']:>8}"
+        )
+    lines += [
+        "",
+        f"{'audit, beside a dry-run push':<36}{'wall s':>8}{'x dry push':>11}{'CHT wait':>9}"
+        f"{'DHIS2 wait':>11}{'DHIS2 req':>10}{'equal':>8}{'differ':>8}",
+    ]
+    for key in ("push_dry", "audit", "push_dry_empty", "audit_empty"):
+        row = s["commands"].get(key)
+        if row is None:
+            continue
+        lines.append(
+            f"{row['label']:<36}{row['wall_s']:>8.2f}{fmt(row.get('over_dry_push'), '.2f'):>11}"
+            f"{row['wait_cht_s']:>9.2f}{row['wait_dhis2_s']:>11.2f}{row['dhis2_requests']:>10}"
+            f"{fmt(row.get('cells_equal'), 'd'):>8}{fmt(row.get('cells_differing'), 'd'):>8}"
         )
     lines += ["", f"{'target':<44}{'value':>14}  {'wanted':<8} met"]
     for name, t in s["targets"].items():

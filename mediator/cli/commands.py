@@ -1,4 +1,4 @@
-"""python -m mediator preview | push | serve | demo
+"""python -m mediator preview | push | audit | serve | demo
 
 Exit status: 0 all good; 1 DHIS2 rejected something or a data set could not be
 pushed (the summary says what to rerun); 2 bad input or configuration (a bad period,
@@ -27,6 +27,7 @@ from mediator.run.request import (
 from mediator.settings.secrets import warn_weak_secrets
 from mediator.settings.variables import ENV_VARS
 
+from .audit import run_audit
 from .exits import EXIT_BAD_INPUT, fail
 from .preview import preview
 from .push import push
@@ -49,6 +50,9 @@ def _env_help(command: str) -> str:
 EXITS = {
     "preview": "exit status: 0 printed; 2 bad input or configuration, or CHT unreadable",
     "push": EXIT_STATUS,
+    "audit": "exit status: 0 DHIS2 holds what CHT computes; 1 something differs or could not "
+    "be compared (the summary's last line is the push that repairs it); 2 bad input or "
+    "configuration, or CHT unreadable",
     "serve": "exit status: 0 stopped by SIGTERM or Ctrl-C; 2 configuration that cannot work",
 }
 
@@ -131,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     shown.add_argument(
         "--summary", action="store_true", help="print the short summary (default on a terminal)"
     )
+    _audit(sub)
     _sub(
         sub,
         "serve",
@@ -153,6 +158,26 @@ def _parser() -> argparse.ArgumentParser:
         "the operator guide against it; Ctrl-C or SIGTERM stops it",
     )
     return parser
+
+
+def _audit(sub: Any) -> None:
+    """audit: the scope of a push (no --dry-run: it pushes nothing) and how to print it."""
+    audit = _sub(
+        sub,
+        "audit",
+        "compare what DHIS2 holds with what CHT computes now; push nothing",
+        "Compare, cell by cell, what DHIS2 holds with what CHT computes now, as a push "
+        "would (the same reads and the push planner's comparison), and push nothing: per "
+        "data set and period the cells equal, differing, only in DHIS2 and only computed, "
+        "the cells themselves, and the push that repairs the difference. On a terminal a "
+        "summary; with --json, or when the output is a file or a pipe, JSON; with --csv "
+        "the cells as CSV (the summary on stderr).",
+    )
+    _scope(audit)
+    shown = audit.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="JSON (default when not a terminal)")
+    shown.add_argument("--csv", action="store_true", help="the cells as CSV, summary on stderr")
+    shown.add_argument("--summary", action="store_true", help="the summary (default on a terminal)")
 
 
 def _request(args: argparse.Namespace, *, dhis2_ids: bool = True) -> RunRequest:
@@ -202,14 +227,16 @@ def _log_to_stderr() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("preview", "push"):
+    if args.command in ("preview", "push", "audit"):
         _log_to_stderr()
         warn_weak_secrets(os.environ)
         try:  # preview reads CHT alone: CHT's ids, as CHT's export takes them
-            request = _request(args, dhis2_ids=args.command == "push")
+            request = _request(args, dhis2_ids=args.command != "preview")
         except RunInputError as exc:
             fail(str(exc))
             raise SystemExit(EXIT_BAD_INPUT) from None  # as argparse ends on bad arguments
+        if args.command == "audit":
+            return run_audit(args, request)
         return preview(args, request) if args.command == "preview" else push(args, request)
     if args.command == "serve":
         from mediator.service.serve import serve

@@ -1,4 +1,5 @@
-"""TODO: mediator.cli.preview"""
+"""preview: the value sets CHT's export would give, as JSON on stdout (read from CHT only),
+and on stderr the docs that did not count, and why."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO: mediator.cli.push"""
+"""push: progress on stderr as it works, then the summary or the JSON report, and the exit
+status."""
 
 from __future__ import annotations
 
@@ -139,15 +140,20 @@ def push(args: argparse.Namespace, request: RunRequest) -> int:
 
 
 def _starting(request: RunRequest, config: RuntimeConfig) -> str:
-    asked = ", ".join(p.iso for p in request.periods)
-    if request.span:
-        asked = f"{request.span[0].tag}..{request.span[1].tag}"
-    what = asked or f"the latest completed periods (in {config.timezone})"
-    target = without_userinfo(config.dhis2.url) if config.dhis2 else "DHIS2"
+    what, cht, dhis2 = asked(request, config)
     dry = " (dry run)" if request.dry_run or (request.dry_run is None and config.dry_run) else ""
-    return (
-        f"Pushing {what} from CHT at {without_userinfo(config.cht.url)} to DHIS2 at {target}{dry}…"
-    )
+    return f"Pushing {what} from CHT at {cht} to DHIS2 at {dhis2}{dry}…"
+
+
+def asked(request: RunRequest, config: RuntimeConfig) -> tuple[str, str, str]:
+    """The periods asked for in words, and CHT's and DHIS2's addresses, for the line a
+    command starts with."""
+    periods = ", ".join(p.iso for p in request.periods)
+    if request.span:
+        periods = f"{request.span[0].tag}..{request.span[1].tag}"
+    what = periods or f"the latest completed periods (in {config.timezone})"
+    dhis2 = without_userinfo(config.dhis2.url) if config.dhis2 else "DHIS2"
+    return what, without_userinfo(config.cht.url), dhis2
 
 
 def _print_report(

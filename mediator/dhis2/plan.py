@@ -31,6 +31,7 @@ class Planned(BaseModel):
     payload: dict[str, str]
     clear: bool = False
     from_engine: bool = True  # False: a key DHIS2 holds that the engine no longer produces
+    held: str | None = None  # what DHIS2 held at the key, as read (None: nothing, or unread)
 
 
 class PushPlan(BaseModel):
@@ -57,8 +58,12 @@ def _payload(
     return payload
 
 
-def _planned(payload: dict[str, str], *, clear: bool, from_engine: bool = True) -> Planned:
-    return Planned(ref=RowRef(**payload), payload=payload, clear=clear, from_engine=from_engine)
+def _planned(
+    payload: dict[str, str], *, clear: bool, held: str | None, from_engine: bool = True
+) -> Planned:
+    return Planned(
+        ref=RowRef(**payload), payload=payload, clear=clear, from_engine=from_engine, held=held
+    )
 
 
 def plan_push(
@@ -91,7 +96,7 @@ def plan_push(
                 plan.zeros += 1  # DHIS2 holds nothing, which is what such a zero means
             else:
                 # "0" would be skipped before 2.36.7 and leave the old value; "" deletes on all
-                plan.send.append(_planned(_payload(*fields, *combos, ""), clear=True))
+                plan.send.append(_planned(_payload(*fields, *combos, ""), clear=True, held=current))
         elif (
             not blind
             and current is not None
@@ -99,13 +104,20 @@ def plan_push(
         ):
             plan.unchanged += 1
         else:
-            plan.send.append(_planned(_payload(*fields, *combos, item.text), clear=False))
+            plan.send.append(
+                _planned(_payload(*fields, *combos, item.text), clear=False, held=current)
+            )
     for key in held:
         de, ou, coc, aoc = key
         if key in produced or key in protected or (de, coc, aoc) not in mapped:
             continue
         plan.send.append(
-            _planned(_payload(period, de, ou, coc, aoc, ""), clear=True, from_engine=False)
+            _planned(
+                _payload(period, de, ou, coc, aoc, ""),
+                clear=True,
+                held=held[key],
+                from_engine=False,
+            )
         )
     return plan
 

@@ -1,4 +1,6 @@
-"""TODO: mediator.openhim.properties"""
+"""The transaction's properties: flat strings an operator scans in the console's
+Properties box (the summary, the counts, one line per data set and period, each problem
+once with its periods and its fix), and the status the envelope gives the run."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ locks.py      runs never interleave on a (DHIS2, data set, period)
 diagnoses.py  step 8: every problem, with what to do (words in wording.py)
 summary.py    the report in plain words: one sentence, problems, the resume command
 preview.py    CHT's export shape, streamed, without DHIS2
+audit.py      what DHIS2 holds beside what CHT computes: a run stopped after step 5
 
 May import: mediator.model, mediator.settings, mediator.http, mediator.engine,
 mediator.cht, mediator.dhis2

@@ -10,7 +10,8 @@ builds a ``RunRequest`` (``request``), ``execute`` returns a ``RunReport``.
     7. map results to rows        dhis2.imports.attribute: which row DHIS2 refused, why
     8. report                     model.report.RunReport and diagnoses.diagnose
 
-Steps 3 to 7 are one (data set, period) at a time (``push.push_job``). A data set is
+Steps 3 to 7 are one (data set, period) at a time (``push.push_job``); an audit
+(``audit.audit``) is the same run stopped after step 5, each plan handed to it. A data set is
 pushed in batches of org units (memory holds one batch of values) and then swept:
 values this integration stored at org units CHT no longer maps are cleared. DHIS2
 unreachable past its retry budget, or refusing the credentials, stops the run: the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from contextvars import ContextVar
 
 from mediator.dhis2.client import Dhis2Client
@@ -34,7 +36,7 @@ from mediator.settings.config import RuntimeConfig
 from .diagnoses import diagnose
 from .jobs import Computed
 from .locks import RunLocks
-from .push import attempt, not_attempted
+from .push import Compare, attempt, not_attempted
 from .read import ChtSide
 from .request import RunInputError, RunRequest
 
@@ -49,14 +51,20 @@ EXCHANGE_BODY_CHARS = 30_000  # twice what the envelope shows of a body
 
 
 def execute(
-    request: RunRequest, config: RuntimeConfig, *, transport: Transport | None = None
+    request: RunRequest,
+    config: RuntimeConfig,
+    *,
+    transport: Transport | None = None,
+    compare: Compare | None = None,
 ) -> RunReport:
     """Run it all and report. Raises RunInputError for requests that cannot run, and
     RunBusyError when another run holds one of its (data set, period) pairs.
-    ``transport``: DHIS2's, for tests."""
+    ``transport``: DHIS2's, for tests. ``compare``: an audit's, which takes each plan
+    instead of posting it (nothing is written, so no run lock is taken either)."""
     _check_ids(request)
     report = RunReport(run_id=request.run_id or new_run_id(), trigger=request.trigger)
     report.dry_run = config.dry_run if request.dry_run is None else request.dry_run
+    report.dry_run = report.dry_run or compare is not None
     report.org_unit = request.org_unit
     if config.dhis2 is None:
         raise RunInputError("DHIS2 is not configured: set DHIS2_URL and credentials")
@@ -71,8 +79,12 @@ def execute(
         try:
             report.data_sets = cht.data_sets
             report.periods = list(dict.fromkeys(j.period.iso for j in cht.jobs))
-            locks = RunLocks.for_run(config, run_id=report.run_id, trigger=request.trigger)
-            _push_all(cht, dhis2, report, locks)
+            locks = (
+                None
+                if compare
+                else RunLocks.for_run(config, run_id=report.run_id, trigger=request.trigger)
+            )
+            _push_all(cht, dhis2, report, locks, compare)
         finally:
             cht.close()
     finally:
@@ -80,12 +92,19 @@ def execute(
     return _finish(report)
 
 
-def _push_all(cht: ChtSide, dhis2: Dhis2Client, report: RunReport, locks: RunLocks) -> None:
+def _push_all(
+    cht: ChtSide,
+    dhis2: Dhis2Client,
+    report: RunReport,
+    locks: RunLocks | None,
+    compare: Compare | None = None,
+) -> None:
     """2.–7. for every job, group by group, under the run locks of its DHIS2 server."""
     config = cht.config
     results: dict[int, DataSetResult] = {}
     stopped: PeerError | None = None
-    with locks.hold([j.key for j in cht.jobs if j.problem is None]):
+    keys = [j.key for j in cht.jobs if j.problem is None]
+    with locks.hold(keys) if locks else nullcontext():
         for group in cht.groups():  # 2. read and aggregate CHT
             for job in group:
                 if stopped is not None:
@@ -93,7 +112,7 @@ def _push_all(cht: ChtSide, dhis2: Dhis2Client, report: RunReport, locks: RunLoc
                 else:
                     token = _JOB.set((job.data_set, job.period.iso))
                     try:
-                        results[id(job)] = attempt(dhis2, job, report.dry_run, config)
+                        results[id(job)] = attempt(dhis2, job, report.dry_run, config, compare)
                     finally:
                         _JOB.reset(token)
                     stopped = dhis2.stopped

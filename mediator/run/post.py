@@ -31,10 +31,7 @@ def post_plan(
     """6. and 7. Post the plan in chunks, then map each chunk's import summary back to
     the rows it refused. A chunk that fails does not stop the next, except a 403 (the
     same for every chunk) or DHIS2 gone (``STOPS_THE_RUN``)."""
-    result.values_unchanged = plan.unchanged
-    result.values_zero = plan.zeros
-    result.values_sent = len(plan.send)
-    result.values_cleared = plan.cleared
+    count_plan(plan, result)
     size = dhis2.settings.chunk_size
     sent = chunks(plan.send, size)
     tally = _Tally()
@@ -75,6 +72,14 @@ def post_plan(
         result.error = None
     elif result.status == "error":
         result.error = result.error or "DHIS2 accepted none of the values: see the rejected rows"
+
+
+def count_plan(plan: PushPlan, result: DataSetResult) -> None:
+    """What the plan sends, clears and leaves, as the result counts it."""
+    result.values_unchanged = plan.unchanged
+    result.values_zero = plan.zeros
+    result.values_sent = len(plan.send)
+    result.values_cleared = plan.cleared
 
 
 class _Tally:

@@ -4,18 +4,22 @@
 the preflight (the data set's metadata and this DHIS2 release's rules), what DHIS2
 holds there (``read_stored``), the plan (``dhis2.plan``, pure), then ``post.post_plan``.
 A bug in one job fails that job alone (``attempt``), logged with its traceback.
+
+Given ``compare`` (an audit, ``run.audit``), every step runs as for a push up to the
+plan, which is handed to ``compare`` with what it was made from (``Compared``); nothing
+is posted and no completeness is registered.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 from mediator.dhis2.answers import StoredValues
 from mediator.dhis2.client import Dhis2Client
 from mediator.dhis2.metadata import Combo, Key
-from mediator.dhis2.plan import chunks, own_values, plan_push, sweep_org_units
+from mediator.dhis2.plan import PushPlan, chunks, own_values, plan_push, sweep_org_units
 from mediator.dhis2.preflight import Preflight, Server, check, needs_lock_exceptions
 from mediator.http.client import RetryPolicy
 from mediator.http.errors import BadBody, BadStatus, PeerError
@@ -25,7 +29,7 @@ from mediator.model.values import DataValue, utcnow
 from mediator.settings.config import RuntimeConfig
 
 from .jobs import Job
-from .post import post_plan, register_completeness
+from .post import count_plan, post_plan, register_completeness
 from .results import add_part, base_result, describe, not_pushed, note_unreadable
 
 log = logging.getLogger(__name__)
@@ -35,11 +39,40 @@ ORG_UNITS_PER_READ = 50  # keeps GET /api/dataValueSets URLs well under proxy li
 SINGLE_READ_RETRY = RetryPolicy(attempts=2, base_seconds=1.0, budget_seconds=5.0)
 
 
-def attempt(dhis2: Dhis2Client, job: Job, dry_run: bool, config: RuntimeConfig) -> DataSetResult:
+@dataclass(frozen=True)
+class Compared:
+    """One batch's steps 3 to 5 without posting: the plan, and what it was made from
+    that the plan does not say (an audit's cells, ``run.audit.classify``)."""
+
+    data_set: str
+    period: str
+    plan: PushPlan
+    default_coc: str
+    stored: StoredValues  # what DHIS2 holds in scope, and who stored each value
+    planned_over: dict[Key, str]  # of that, what the plan was made against (own_values)
+    unread: set[str]  # org units DHIS2 would not say what it holds at
+
+    @property
+    def left_alone(self) -> dict[Key, str]:
+        """Values at org units CHT does not map that this integration user did not
+        store: a number a person typed, which the plan leaves alone."""
+        return {k: v for k, v in self.stored.held.items() if k not in self.planned_over}
+
+
+Compare = Callable[[Compared], None]
+
+
+def attempt(
+    dhis2: Dhis2Client,
+    job: Job,
+    dry_run: bool,
+    config: RuntimeConfig,
+    compare: Compare | None = None,
+) -> DataSetResult:
     """``push_job``, where a bug fails this (data set, period) alone: it is logged with its
     traceback, and the report says where to look; the other jobs still run."""
     try:
-        return push_job(dhis2, job, dry_run, config)
+        return push_job(dhis2, job, dry_run, config, compare)
     except Exception as exc:  # noqa: BLE001 - one job's bug must not hide the others' results
         log.exception("unexpected error pushing %s %s", job.data_set, job.period.iso)
         result = base_result(job, dry_run)
@@ -58,9 +91,15 @@ def not_attempted(job: Job, dry_run: bool, cause: PeerError) -> DataSetResult:
     return describe(job, result)
 
 
-def push_job(dhis2: Dhis2Client, job: Job, dry_run: bool, config: RuntimeConfig) -> DataSetResult:
+def push_job(
+    dhis2: Dhis2Client,
+    job: Job,
+    dry_run: bool,
+    config: RuntimeConfig,
+    compare: Compare | None = None,
+) -> DataSetResult:
     """Steps 3–7 for one job, org units in batches, then the sweep of stale org units
-    and, when asked, the completeness registration."""
+    and, when asked, the completeness registration (``compare``: steps 3–5 only)."""
     if job.problem or job.read_error:
         return describe(job, not_pushed(job, dry_run))
     agg = job.merged
@@ -80,6 +119,7 @@ def push_job(dhis2: Dhis2Client, job: Job, dry_run: bool, config: RuntimeConfig)
             dry_run=dry_run,
             scope_org_units=list(batch),
             mapped=mapped,
+            compare=compare,
         )
         parts.append(add_part(result, part))
         if part.status == "error" and not part.values_sent:
@@ -96,13 +136,14 @@ def push_job(dhis2: Dhis2Client, job: Job, dry_run: bool, config: RuntimeConfig)
             mapped=mapped,
             sweep_assigned=True,
             owned_org_units=agg.org_units,
+            compare=compare,
         )
         parts.append(add_part(result, sweep))
     result.status = rollup([p.status for p in parts if p.status != "skipped"])
     for cov in job.coverage:
         cov.held = cov.orgUnit in held_back
     result.held_org_units = sorted(held_back)
-    if config.complete_data_sets and not dry_run and result.status != "error":
+    if config.complete_data_sets and not dry_run and not compare and result.status != "error":
         _complete(dhis2, job, scope, result)
     return describe(job, result)
 
@@ -118,6 +159,7 @@ def push(
     mapped: Iterable[tuple[str, str | None, str | None]] | None = None,
     sweep_assigned: bool = False,
     owned_org_units: Iterable[str] = (),
+    compare: Compare | None = None,
 ) -> DataSetResult:
     """Make DHIS2 hold exactly these rows for the mapped keys in scope (steps 3–7).
 
@@ -127,7 +169,8 @@ def push(
     CHT no longer maps are in scope too, but there only values this integration user
     stored (``storedBy``) are cleared: a number a person typed is left alone.
     ``owned_org_units`` are org units CHT maps that other batches push. Never raises a
-    DHIS2 failure: it is reported in the result.
+    DHIS2 failure: it is reported in the result. ``compare`` takes the plan instead of
+    posting it.
     """
     result = DataSetResult(
         data_set=data_set, period=period, dry_run=dry_run, values_computed=len(rows)
@@ -155,6 +198,10 @@ def push(
             protected={_key(r, pre.default_coc) for r in pre.rejected},
             unread=unread - set(swept),  # unreadable there: nothing of ours is known to clear
         )
+        if compare is not None:  # an audit: the plan is the answer, nothing is posted
+            compare(Compared(data_set, period, plan, pre.default_coc, stored, held_values, unread))
+            count_plan(plan, result)
+            return result
         post_plan(dhis2, data_set, plan, dry_run, result, nothing_to_do=not rows)  # 6. and 7.
     except PeerError as exc:
         result.status, result.error = "error", str(exc)

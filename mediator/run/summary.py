@@ -184,10 +184,19 @@ def resume_commands(report: RunReport, request: RunRequest) -> list[str]:
     if not report.results:
         if not any(f.level == "error" for f in report.findings):
             return []
-        return [_join([COMMAND, *_asked(request), *tail])]
+        return [_join([*_asked(request), *tail])]
+    return commands_for([(r.data_set, r.period) for r in Outcome.of(report).incomplete], tail)
+
+
+def commands_for(
+    pairs: Iterable[tuple[str, str]], tail: list[str], command: str = COMMAND
+) -> list[str]:
+    """The commands that do exactly these (data set, period) pairs: one for data sets
+    that share their periods, at most ``MAX_PERIODS`` periods each. ``tail``: the options
+    every command ends with (``--org-unit``…). The resume of a push, an audit's repair."""
     by_data_set: dict[str, list[str]] = {}
-    for r in Outcome.of(report).incomplete:
-        by_data_set.setdefault(r.data_set, []).append(r.period)
+    for data_set, period in pairs:
+        by_data_set.setdefault(data_set, []).append(period)
     by_periods: dict[tuple[str, ...], list[str]] = {}
     for data_set, listed in by_data_set.items():
         by_periods.setdefault(tuple(dict.fromkeys(listed)), []).append(data_set)
@@ -196,7 +205,7 @@ def resume_commands(report: RunReport, request: RunRequest) -> list[str]:
         sets = [a for ds in data_sets for a in ("--data-set", ds)]
         for start in range(0, len(periods), MAX_PERIODS):
             chosen = [a for p in periods[start : start + MAX_PERIODS] for a in ("--period", p)]
-            commands.append(_join([COMMAND, *sets, *chosen, *tail]))
+            commands.append(_join([*sets, *chosen, *tail], command))
     return commands
 
 
@@ -209,12 +218,15 @@ def _asked(request: RunRequest) -> list[str]:
 
 
 def _tail(request: RunRequest) -> list[str]:
-    tail = ["--org-unit", request.org_unit] if request.org_unit else []
-    return tail + (["--dry-run"] if request.dry_run else [])
+    return org_unit_tail(request) + (["--dry-run"] if request.dry_run else [])
 
 
-def _join(args: Iterable[str]) -> str:
-    return " ".join(shlex.quote(a) if a != COMMAND else a for a in args)
+def org_unit_tail(request: RunRequest) -> list[str]:
+    return ["--org-unit", request.org_unit] if request.org_unit else []
+
+
+def _join(args: Iterable[str], command: str = COMMAND) -> str:
+    return " ".join([command, *(shlex.quote(a) for a in args)])
 
 
 def unknown_org_unit(request: RunRequest, report: RunReport) -> str | None:

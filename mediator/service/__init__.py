@@ -1,6 +1,7 @@
 """The mediator process: the only package that imports Flask.
 
-app.py      the Flask app factory and its thin views (/push, /coverage, /, /health)
+app.py      the Flask app factory and its thin views (/push, /coverage, /audit, /, /health)
+audits.py   /audit: the configuration, the audit, refusals as statuses
 runs.py     RunService: one run at a time, sync or async, the OpenHIM answer
 queue.py    the run queue; records.py: what a run leaves in the history
 history.py  the runs kept for the status page; render.py and templates/: the page

@@ -1,5 +1,5 @@
-"""The Flask app: the push endpoint OpenHIM routes to, ``/coverage``, ``/health``,
-and the status page (``GET /``) that HRIOs read without logging into OpenHIM.
+"""The Flask app: the push endpoint OpenHIM routes to, ``/coverage``, ``/audit``,
+``/health``, and the status page (``GET /``) that HRIOs read without logging into OpenHIM.
 
 Thin on purpose: a view parses the request (``RunRequest.from_fields``), calls the
 ``RunService`` (``runs``) and renders what it returns. Every answer of the push
@@ -22,9 +22,11 @@ from mediator.model.values import utcnow
 from mediator.openhim.agent import OpenhimAgent
 from mediator.openhim.console_config import ConsoleConfig, load_registration
 from mediator.openhim.envelope import CONTENT_TYPE
+from mediator.run.audit import cells_csv
 from mediator.run.pipeline import execute
 from mediator.run.request import LISTS, PARAMS, RunInputError, RunRequest
 
+from .audits import audit_json, run_audit
 from .history import RunHistory
 from .queue import MAX_WAITING, default_background
 from .render import STATUS_PAGE_HEADERS, coverage_csv
@@ -126,16 +128,25 @@ def push() -> Response:
     return _envelope(service.push(asked, trigger))
 
 
+def _table_request() -> tuple[str, Response | None]:
+    """For the views that answer JSON, or CSV with ``format=csv``, protected like /push:
+    the format asked for, or the answer that refuses the request."""
+    if not _authorized(_service()):
+        return "", _challenge(_json(401, {"error": "credentials needed, as for /push"}))
+    wanted = request.args.get("format", "json").lower()
+    if wanted not in ("json", "csv"):
+        return "", _json(400, {"error": "format must be json or csv"})
+    return wanted, None
+
+
 @views.route("/coverage", methods=["GET"])
 def coverage() -> Response:
     """``?period=…``: JSON, or CSV with ``format=csv``. Protected like /push: it
     names CHT users."""
+    wanted, refused = _table_request()
+    if refused is not None:
+        return refused
     service = _service()
-    if not _authorized(service):
-        return _challenge(_json(401, {"error": "credentials needed, as for /push"}))
-    wanted = request.args.get("format", "json").lower()
-    if wanted not in ("json", "csv"):
-        return _json(400, {"error": "format must be json or csv"})
     try:
         tables = service.coverage(RunRequest.from_fields(_query(skip=("format",))))
     except RunInputError as exc:
@@ -145,6 +156,27 @@ def coverage() -> Response:
     if wanted == "csv":
         return Response(coverage_csv(tables), content_type="text/csv; charset=utf-8")
     return _json(200, {"coverage": tables})
+
+
+@views.route("/audit", methods=["GET"])
+def audit() -> Response:
+    """``?period=…`` (or ``from``/``to``, ``dataSet``, ``orgUnit``, as /push): what DHIS2
+    holds beside what CHT computes now, nothing pushed (``run.audit``). JSON, or the
+    cells as CSV with ``format=csv``; 200 whatever it found (``status`` says). Protected
+    like /push: it shows DHIS2's numbers and who stored them."""
+    wanted, refused = _table_request()
+    if refused is not None:
+        return refused
+    service = _service()
+    try:
+        found = run_audit(service, RunRequest.from_fields(_query(skip=("format",))))
+    except RunInputError as exc:
+        return _json(400, {"error": str(exc)})
+    except Refused as exc:
+        return _json(exc.status, {"error": exc.message})
+    if wanted == "csv":
+        return Response(cells_csv(found.cells), content_type="text/csv; charset=utf-8")
+    return Response(audit_json(service, found), content_type="application/json")
 
 
 @views.route("/", methods=["GET"])

@@ -31,11 +31,12 @@ class EnvVar:
     name: str
     example: str  # a good value, shown in --help and in every refusal of a bad one
     meaning: str
-    commands: tuple[str, ...] = ("preview", "push", "serve")
+    commands: tuple[str, ...] = ("preview", "push", "audit", "serve")
     secret: bool = False  # never echoed back
 
 
-_PUSH, _SERVE = ("push", "serve"), ("serve",)
+# an audit reads DHIS2 as a push does (_PUSH), and posts nothing (_POST: push only)
+_PUSH, _POST, _SERVE = ("push", "audit", "serve"), ("push", "serve"), ("serve",)
 # Every variable, in the order --help lists them. CHT_<NAME>_URL… of extra CHT instances
 # (MEDIATOR_CHT_SOURCES) follow the CHT_ ones.
 ENV_VARS: tuple[EnvVar, ...] = (
@@ -66,7 +67,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
         secret=True,
     ),
     EnvVar("DHIS2_TIMEOUT", "120", "seconds to wait for a DHIS2 answer (default 120)", _PUSH),
-    EnvVar("DHIS2_CHUNK_SIZE", "500", "data values per POST (1-100000, default 500)", _PUSH),
+    EnvVar("DHIS2_CHUNK_SIZE", "500", "data values per POST (1-100000, default 500)", _POST),
     EnvVar("DHIS2_MAX_ATTEMPTS", "5", "tries per DHIS2 request (1-20, default 5)", _PUSH),
     EnvVar(
         "DHIS2_MAX_RETRY_SECONDS",
@@ -74,7 +75,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "seconds of retries per request before the run stops (default 120)",
         _PUSH,
     ),
-    EnvVar("DHIS2_ASYNC_IMPORT", "false", "import as a DHIS2 job (true/false)", _PUSH),
+    EnvVar("DHIS2_ASYNC_IMPORT", "false", "import as a DHIS2 job (true/false)", _POST),
     EnvVar(
         "DHIS2_CA_BUNDLE", "/etc/ssl/dhis2-ca.pem", "a CA bundle (a file) for DHIS2's TLS", _PUSH
     ),
@@ -106,19 +107,19 @@ ENV_VARS: tuple[EnvVar, ...] = (
         "hold org units below this percent of CHWs synced (0-100)",
         _PUSH,
     ),
-    EnvVar("MEDIATOR_COMPLETE_DATA_SETS", "false", "register completeness (true/false)", _PUSH),
-    EnvVar("MEDIATOR_DRY_RUN", "false", "DHIS2 validates, stores nothing (true/false)", _PUSH),
+    EnvVar("MEDIATOR_COMPLETE_DATA_SETS", "false", "register completeness (true/false)", _POST),
+    EnvVar("MEDIATOR_DRY_RUN", "false", "DHIS2 validates, stores nothing (true/false)", _POST),
     EnvVar(
         "MEDIATOR_CONCURRENT_RUNS",
         "wait",
         "wait or refuse when another run pushes the same data set and period",
-        _PUSH,
+        _POST,
     ),
     EnvVar(
         "MEDIATOR_LOCK_DIR",
         "/var/lib/cht-dhis2/locks",
         "where runs take turns (default: the system temp directory)",
-        _PUSH,
+        _POST,
     ),
     EnvVar(
         "MEDIATOR_STATE_DIR",

@@ -97,3 +97,33 @@ def test_requests_grow_with_docs_over_page_size_and_values_over_chunk_size(repor
     assert push["dhis2_posts"] == math.ceil(push["values_sent"] / CHUNK)
     double = runs["preview_double"][0]
     assert double["target_docs"] > 1.9 * bare["target_docs"]
+
+
+@pytest.mark.slow
+def test_the_audit_of_a_month_sits_beside_a_dry_run_push_of_it(report):
+    rows = report["summary"]["commands"]
+    spec = report["spec"]
+    values = spec["cus"] * spec["rows_per_org_unit"]
+    # DHIS2 holds the month: the dry-run push has nothing to send, every cell is equal
+    dry, audit = rows["push_dry"], rows["audit"]
+    assert dry["status"] == "Successful" and dry["values_sent"] == dry["dhis2_posts"] == 0
+    assert audit["status"] == "agrees" and audit["cells_differing"] == audit["cells_listed"] == 0
+    assert audit["cells_equal"] == values
+    assert audit["over_dry_push"] > 0 and audit["wait_dhis2_s"] > 0
+    # DHIS2 holds nothing: the dry-run push sends every value, the audit lists each cell
+    empty_dry, empty = rows["push_dry_empty"], rows["audit_empty"]
+    assert empty_dry["values_sent"] > 0 and empty_dry["dhis2_posts"] > 0
+    assert empty["status"] == "differs"
+    assert empty["cells_listed"] == empty["cells_differing"] == empty_dry["values_sent"]
+    assert empty["cells_equal"] + empty["cells_differing"] == values
+    targets = report["summary"]["targets"]
+    for name in (
+        "audit / dry-run push, DHIS2 holds the month",
+        "audit / dry-run push, DHIS2 empty",
+    ):
+        assert (
+            targets[name]["value"]
+            == rows["audit" if "holds" in name else "audit_empty"]["over_dry_push"]
+        )
+    table = national.table(report)
+    assert "audit, beside a dry-run push" in table and audit["label"] in table

@@ -417,3 +417,117 @@ def test_cht_url_with_the_database_is_understood(cli_env, d2, capsys, monkeypatc
         f"as the CHT instance's address (set CHT_URL without /{env['CHT_DB']}; the database "
         "is CHT_DB, default medic)"
     ]
+
+
+# -- audit: the same rules, one line and exit 2 or a 4xx, nothing posted ---------------------
+
+GHOST_OU = "Zz9Unknown1"  # a well-formed DHIS2 id no CHT place carries
+# (query parameters, command line arguments, what both say)
+AUDIT_RULES = [
+    ({"period": "2024-13"}, ["--period", "2024-13"], "month 13 does not exist"),
+    ({"period": "24-01"}, ["--period", "24-01"], "is not"),
+    ({"period": "2024W05"}, ["--period", "2024W05"], "is not a DHIS2 period"),
+    ({"period": ""}, ["--period", ""], "is empty: omit {period}"),
+    ({"period": MONTHS_37}, [a for m in MONTHS_37 for a in ("--period", m)], "at most 36 periods"),
+    (
+        {"from": "2020-01", "to": "2023-10"},
+        ["--from", "2020-01", "--to", "2023-10"],
+        "a backfill covers at most 36 months; 2020-01..2023-10 is 46",
+    ),
+    ({"from": "2024-03", "to": "2024-01"}, ["--from", "2024-03", "--to", "2024-01"], "is after"),
+    ({"from": "2024-03"}, ["--from", "2024-03"], "give {from} and {to} together"),
+    (
+        {"period": PERIOD, "dataSet": "../../api/me"},
+        ["--period", PERIOD, "--data-set", "../../api/me"],
+        "{dataSet} '../../api/me' is not",
+    ),
+    (
+        {"period": PERIOD, "dataSet": "AbCdEfGhIj1"},
+        ["--period", PERIOD, "--data-set", "AbCdEfGhIj1"],
+        "data set AbCdEfGhIj1 is not defined in CHT's dhis_data_sets",
+    ),
+    (
+        {"period": PERIOD, "orgUnit": "x/../../api"},
+        ["--period", PERIOD, "--org-unit", "x/../../api"],
+        "{orgUnit} 'x/../../api' is not",
+    ),
+    (
+        {"period": PERIOD, "orgUnit": GHOST_OU},
+        ["--period", PERIOD, "--org-unit", GHOST_OU],
+        f"org unit {GHOST_OU}: no CHT place carries it",
+    ),
+]
+
+
+def test_every_variable_audit_reads_is_one_push_reads():
+    from mediator.settings.variables import ENV_VARS
+
+    # so the typo cases above, run through push, cover every variable audit reads
+    assert {v.name for v in ENV_VARS if "audit" in v.commands} <= {
+        v.name for v in ENV_VARS if "push" in v.commands
+    }
+
+
+@pytest.mark.parametrize(("params", "args", "says"), AUDIT_RULES)
+def test_the_audit_command_refuses_bad_input_in_one_line_with_exit_2(
+    cli_env, d2, capsys, params, args, says
+):
+    capsys.readouterr()
+    try:
+        code = main(["audit", *args])
+    except SystemExit as exc:  # refused while parsing, as argparse ends
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert says.format_map(CLI) in lines[0]
+    one_clear_line(lines[0])
+    assert "Traceback" not in err
+    assert d2.store.posts() == []
+
+
+@pytest.mark.parametrize(
+    "args", [["--period", PERIOD, "--dry-run"], ["--period", PERIOD, "--json", "--csv"]]
+)
+def test_audit_refuses_options_it_has_no_use_for(cli_env, d2, capsys, args):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        main(["audit", *args])
+    assert exit.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert d2.store.requests == []
+
+
+@pytest.mark.parametrize(("params", "args", "says"), AUDIT_RULES)
+def test_the_audit_endpoint_refuses_bad_input_with_a_400_and_one_line(
+    server, d2, params, args, says
+):
+    answer = requests.get(f"{server}/audit", params=params, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["Content-Type"] == "application/json"
+    error = answer.json()["error"]
+    assert says.format_map(HTTP) in error
+    one_clear_line(error)
+    assert d2.store.posts() == []
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"period": PERIOD, "format": "xml"}, "format must be json or csv"),
+        ({"period": PERIOD, "dryRun": "true"}, "dryRun has no meaning for /audit"),
+        ({"period": PERIOD, "orgUnit": ["ImspTQPwCqd", "O6uvpzGd5pu"]}, "give orgUnit once"),
+        ({"period": PERIOD, "dataSets": "VMuFODsyWaO"}, "unknown parameter"),
+    ],
+)
+def test_the_audit_endpoint_refuses_what_it_has_no_use_for(server, d2, params, says):
+    answer = requests.get(f"{server}/audit", params=params, timeout=30)
+    assert answer.status_code == 400 and says in answer.json()["error"]
+    assert d2.store.requests == []
+
+
+def test_the_audit_endpoint_answers_get_only(server, d2):
+    answer = requests.post(f"{server}/audit", params={"period": PERIOD}, timeout=30)
+    assert answer.status_code == 405 and answer.headers["Allow"] == "GET"
+    assert "use GET" in answer.json()["error"]
