@@ -1,4 +1,4 @@
-"""python -m mediator preview | push | audit | serve | demo
+"""python -m mediator preview | push | audit | explain | serve | demo
 
 Exit status: 0 all good; 1 DHIS2 rejected something or a data set could not be
 pushed (the summary says what to rerun); 2 bad input or configuration (a bad period,
@@ -29,8 +29,10 @@ from mediator.settings.variables import ENV_VARS
 
 from .audit import run_audit
 from .exits import EXIT_BAD_INPUT, fail
+from .explain import add_parser as _explain
+from .explain import run_explain
 from .preview import preview
-from .push import push
+from .push import push, scope_fields
 
 PERIOD_FORMATS = "YYYY-MM or YYYYMM (monthly), YYYYQn, YYYYSn, YYYY, YYYYApril/July/Oct/Nov"
 EXIT_STATUS = (
@@ -53,6 +55,8 @@ EXITS = {
     "audit": "exit status: 0 DHIS2 holds what CHT computes; 1 something differs or could not "
     "be compared (the summary's last line is the push that repairs it); 2 bad input or "
     "configuration, or CHT unreadable",
+    "explain": "exit status: 0 explained; 2 bad input or configuration, a cell no CHT place "
+    "or target maps to, or CHT unreadable",
     "serve": "exit status: 0 stopped by SIGTERM or Ctrl-C; 2 configuration that cannot work",
 }
 
@@ -136,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         "--summary", action="store_true", help="print the short summary (default on a terminal)"
     )
     _audit(sub)
+    _explain(sub, _sub)
     _sub(
         sub,
         "serve",
@@ -143,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
         "Serve /push, /coverage, /health and the status page (GET /); register with "
         "OpenHIM core and heartbeat every 10 s. Stops on SIGTERM or Ctrl-C.",
     )
+    _demo(sub)
+    return parser
+
+
+def _demo(sub: Any) -> None:
     demo = _sub(
         sub,
         "demo",
@@ -157,7 +167,6 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the stack running and print the settings (an export block) to try "
         "the operator guide against it; Ctrl-C or SIGTERM stops it",
     )
-    return parser
 
 
 def _audit(sub: Any) -> None:
@@ -183,15 +192,7 @@ def _audit(sub: Any) -> None:
 def _request(args: argparse.Namespace, *, dhis2_ids: bool = True) -> RunRequest:
     """The same checks and limits as the push endpoint (``RunRequest.from_fields``),
     told with the command line's option names."""
-    given = {
-        "period": args.period,
-        "from": args.start,
-        "to": args.end,
-        "dataSet": args.data_set,
-        "orgUnit": args.org_unit,
-        "dryRun": getattr(args, "dry_run", False) or None,
-    }
-    fields = {name: value for name, value in given.items() if value is not None}
+    fields = scope_fields(args, dryRun=getattr(args, "dry_run", False) or None)
     return RunRequest.from_fields(fields, names=CLI_NAMES, trigger="cli", dhis2_ids=dhis2_ids)
 
 
@@ -238,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return run_audit(args, request)
         return preview(args, request) if args.command == "preview" else push(args, request)
+    if args.command == "explain":
+        _log_to_stderr()
+        warn_weak_secrets(os.environ)
+        return run_explain(args)
     if args.command == "serve":
         from mediator.service.serve import serve
 

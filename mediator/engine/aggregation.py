@@ -77,6 +77,7 @@ class Aggregation:
     # False: who synced is not noted (a preview shows no coverage; per user, it is the one
     # thing that grows with a month's target docs)
     track_sync: bool = True
+    source: str = ""  # the CHT instance whose docs it sums (a run names each)
     mappings: list[TargetMapping] = field(init=False)
     skipped: Counter[str] = field(default_factory=Counter, init=False)
     docs_read: int = field(default=0, init=False)
@@ -136,6 +137,10 @@ class Aggregation:
                     self._unit_names[unit] = str(place.get("name") or unit)
                     self._unit_order.append(unit)
                     self._cells[unit] = [_Cell() for _ in self._rows]
+
+    def row_choice(self, row: tuple[str, str | None, str | None]) -> ValueChoice:
+        """What a row sends: a target's total, its pass, or a percent of the sums."""
+        return self._row_choice[row]
 
     @property
     def org_units(self) -> list[str]:

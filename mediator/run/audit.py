@@ -41,12 +41,14 @@ from typing import Any, Literal
 import orjson
 
 from mediator.dhis2.plan import Planned
+from mediator.engine.aggregation import Aggregation
 from mediator.http.transport import Transport
 from mediator.model.report import DataSetResult, RejectedRow, RunReport
 from mediator.settings.config import RuntimeConfig
 
 from .pipeline import execute
-from .push import Compared
+from .push import Compare, Compared
+from .read import MakeAggregation
 from .request import RunRequest
 from .summary import Outcome, commands_for, org_unit_tail
 
@@ -196,11 +198,14 @@ class Audit:
 class _Collector:
     """``compare`` for ``pipeline.execute``: each batch's plan, classified as it comes."""
 
-    def __init__(self) -> None:
+    def __init__(self, also: Compare | None = None) -> None:
         self.counts: dict[tuple[str, str], dict[str, int]] = {}
         self.cells: list[Cell] = []
+        self.also = also
 
     def __call__(self, compared: Compared) -> None:
+        if self.also is not None:
+            self.also(compared)
         counts, cells = classify(compared)
         total = self.counts.setdefault((compared.data_set, compared.period), {})
         for state, n in counts.items():
@@ -209,12 +214,21 @@ class _Collector:
 
 
 def audit(
-    request: RunRequest, config: RuntimeConfig, *, transport: Transport | None = None
+    request: RunRequest,
+    config: RuntimeConfig,
+    *,
+    transport: Transport | None = None,
+    aggregation: MakeAggregation = Aggregation,
+    also: Compare | None = None,
 ) -> Audit:
     """Compare what DHIS2 holds with what CHT computes now, for the request's data sets,
-    periods and org units. Raises what ``pipeline.execute`` raises (RunInputError…)."""
-    collected = _Collector()
-    report = execute(request, config, transport=transport, compare=collected)
+    periods and org units. Raises what ``pipeline.execute`` raises (RunInputError…).
+    ``aggregation`` and ``also`` are explain's: the cell's watched aggregation, and each
+    batch's ``Compared`` (what DHIS2 holds there)."""
+    collected = _Collector(also)
+    report = execute(
+        request, config, transport=transport, compare=collected, aggregation=aggregation
+    )
     whole = request.org_unit is None
     pairs = [_pair(r, collected.counts.get((r.data_set, r.period)), whole) for r in report.results]
     return Audit(request, report, pairs, collected.cells)

@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from contextvars import ContextVar
 
 from mediator.dhis2.client import Dhis2Client
+from mediator.engine.aggregation import Aggregation
 from mediator.http.client import Recorder
 from mediator.http.errors import PeerError
 from mediator.http.transport import Transport
@@ -37,7 +38,7 @@ from .diagnoses import diagnose
 from .jobs import Computed
 from .locks import RunLocks
 from .push import Compare, attempt, not_attempted
-from .read import ChtSide
+from .read import ChtSide, MakeAggregation
 from .request import RunInputError, RunRequest
 
 __all__ = ["compute", "execute", "new_run_id"]
@@ -56,11 +57,13 @@ def execute(
     *,
     transport: Transport | None = None,
     compare: Compare | None = None,
+    aggregation: MakeAggregation = Aggregation,
 ) -> RunReport:
     """Run it all and report. Raises RunInputError for requests that cannot run, and
     RunBusyError when another run holds one of its (data set, period) pairs.
     ``transport``: DHIS2's, for tests. ``compare``: an audit's, which takes each plan
-    instead of posting it (nothing is written, so no run lock is taken either)."""
+    instead of posting it (nothing is written, so no run lock is taken either).
+    ``aggregation``: what sums each job (``read.ChtSide``; explain's watches a cell)."""
     _check_ids(request)
     report = RunReport(run_id=request.run_id or new_run_id(), trigger=request.trigger)
     report.dry_run = config.dry_run if request.dry_run is None else request.dry_run
@@ -72,7 +75,7 @@ def execute(
     dhis2 = Dhis2Client(config.dhis2, recorder=record, transport=transport)
     try:
         try:  # 1. plan the jobs (each data set's period type comes from DHIS2)
-            cht = ChtSide(request, config, record, dhis2.period_type)
+            cht = ChtSide(request, config, record, dhis2.period_type, aggregation=aggregation)
         except PeerError as exc:
             report.findings.append(Finding(level="error", code="cht_unreadable", message=str(exc)))
             return _finish(report)
@@ -135,11 +138,12 @@ def compute(
     *,
     recorder: Recorder | None = None,
     period_type_of: Callable[[str], str | None] | None = None,
+    aggregation: MakeAggregation = Aggregation,
 ) -> Computed:
     """Steps 1 and 2 only: read CHT and aggregate every job, no DHIS2 (preview,
     /coverage). Raises RunInputError / PeerError; a failed source's jobs carry
     ``read_error``."""
-    cht = ChtSide(request, config, recorder, period_type_of)
+    cht = ChtSide(request, config, recorder, period_type_of, aggregation=aggregation)
     try:
         cht.aggregate_all()
         return Computed(cht.data_sets, cht.jobs, cht.reads, cht.source_errors, cht.source_warnings)

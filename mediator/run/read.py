@@ -32,6 +32,8 @@ from mediator.settings.config import ChtSource, RuntimeConfig
 from .jobs import Job, month_groups, plan_jobs, resolve_data_sets
 from .request import RunInputError, RunRequest
 
+MakeAggregation = Callable[..., Aggregation]  # Aggregation's own signature
+
 
 class SourceRead:
     """Everything read from one CHT instance for one run."""
@@ -122,10 +124,14 @@ class ChtSide:
         period_type_of: Callable[[str], str | None] | None,
         *,
         users: bool = True,
+        aggregation: MakeAggregation = Aggregation,
     ) -> None:
         """``users=False``: CHT's users are not read, so coverage is empty (a preview
-        shows values only; the users are a fifth of a cold run's reads)."""
+        shows values only; the users are a fifth of a cold run's reads).
+        ``aggregation``: what each job's numbers are summed by (``explain`` watches one
+        org unit's: ``engine.explain.WatchedAggregation``)."""
         self.request, self.config = request, config
+        self.aggregation = aggregation
         self.now = request.as_of or utcnow()
         store = CacheStore(config.state_dir)
         self.sources = [SourceRead(s, recorder, store, users=users) for s in config.sources()]
@@ -203,7 +209,9 @@ class ChtSide:
             if src.app_settings is None or src.error:
                 continue
             try:
-                read_source(src, group, self.config, self.request.org_unit, self.reads)
+                read_source(
+                    src, group, self.config, self.request.org_unit, self.reads, self.aggregation
+                )
             except PeerError as exc:
                 src.error, src.failure = str(exc), exc
             except EngineError as exc:
@@ -249,6 +257,7 @@ def read_source(
     config: RuntimeConfig,
     org_unit: str | None,
     reads: list[ChtRead],
+    aggregation: MakeAggregation = Aggregation,
 ) -> None:
     """Aggregate every job this source feeds, reading each month once. The first
     month's target pages are asked for before anything else, and their owners are
@@ -266,13 +275,14 @@ def read_source(
         if src.places is None:
             src.places = contacts.places(org_unit)
         for job in mine:
-            agg = Aggregation(
+            agg = aggregation(
                 src.app_settings,
                 job.data_set,
                 job.period.iso,
                 org_unit=org_unit,
                 value_choices=config.value_choices,
                 track_sync=src.wants_users,
+                source=src.source.name,
             )
             agg.add_places(src.places)
             job.aggs[src.source.name] = agg

@@ -31,12 +31,12 @@ class EnvVar:
     name: str
     example: str  # a good value, shown in --help and in every refusal of a bad one
     meaning: str
-    commands: tuple[str, ...] = ("preview", "push", "audit", "serve")
+    commands: tuple[str, ...] = ("preview", "push", "audit", "explain", "serve")
     secret: bool = False  # never echoed back
 
 
-# an audit reads DHIS2 as a push does (_PUSH), and posts nothing (_POST: push only)
-_PUSH, _POST, _SERVE = ("push", "audit", "serve"), ("push", "serve"), ("serve",)
+# an audit and explain read DHIS2 as a push does (_PUSH), and post nothing (_POST: push only)
+_PUSH, _POST, _SERVE = ("push", "audit", "explain", "serve"), ("push", "serve"), ("serve",)
 # Every variable, in the order --help lists them. CHT_<NAME>_URL… of extra CHT instances
 # (MEDIATOR_CHT_SOURCES) follow the CHT_ ones.
 ENV_VARS: tuple[EnvVar, ...] = (

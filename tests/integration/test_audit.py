@@ -12,7 +12,6 @@ import json
 import shlex
 from typing import Any
 
-import pytest
 import requests
 
 from devstack import cht_docs as d
@@ -28,24 +27,6 @@ from mediator.settings.config import ChtSettings, Dhis2Settings, RuntimeConfig
 JAN = "2024-01"
 TYPED = dep.OU_CHU[4]  # assigned to the data sets in DHIS2; no CHT place: paper reporting
 Cellkey = tuple[str, str, str, str, str, str]  # data set, period, ou, de, coc, aoc
-
-
-@pytest.fixture
-def stack(couch, cht_db, monkeypatch):
-    d2 = Dhis2StandIn(metadata=dep.dhis2_metadata(chus=5), version="2.41.1").start()
-    env = {
-        "CHT_URL": couch.url,
-        "CHT_DB": cht_db,
-        "CHT_USERNAME": couch.username,
-        "CHT_PASSWORD": couch.password,
-        "DHIS2_URL": d2.url,
-        "DHIS2_USERNAME": "admin",
-        "DHIS2_PASSWORD": "district",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    yield d2, env
-    d2.stop()
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
