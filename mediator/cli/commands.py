@@ -136,17 +136,15 @@ def _parser() -> argparse.ArgumentParser:
     shown.add_argument(
         "--json", action="store_true", help="print the JSON report (default when not a terminal)"
     )
-    shown.add_argument(
-        "--summary", action="store_true", help="print the short summary (default on a terminal)"
-    )
+    shown.add_argument("--summary", action="store_true", help="the summary (default on a terminal)")
     _audit(sub)
     _explain(sub, _sub)
     _sub(
         sub,
         "serve",
         "run the OpenHIM mediator (HTTP endpoints, registration, heartbeat)",
-        "Serve /push, /coverage, /health and the status page (GET /); register with "
-        "OpenHIM core and heartbeat every 10 s. Stops on SIGTERM or Ctrl-C.",
+        "Serve /push, /audit, /explain, /coverage, /health and the status page (GET /); "
+        "register with OpenHIM core and heartbeat every 10 s. Stops on SIGTERM or Ctrl-C.",
     )
     _demo(sub)
     return parser

@@ -11,30 +11,28 @@ cell no CHT place or target maps to, or CHT unreadable.
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import sys
 from typing import Any
 
 from mediator.http.errors import PeerError
 from mediator.model.periods import PeriodError
-from mediator.run.cell import CellAsk
-from mediator.run.explain import (
+from mediator.run.explain import explain
+from mediator.run.explained import (
     HOW,
     REASONS,
+    CellAsk,
     Explained,
     dumps,
-    explain,
     iso_date,
     json_explain,
     username,
-    value_text,
 )
 from mediator.run.request import CLI_NAMES, RunInputError
 from mediator.settings.config import RuntimeConfig
 from mediator.settings.variables import ConfigError
 
 from .exits import EXIT_OK, fail
-from .push import scope_fields
 
 NAMES = {
     **CLI_NAMES,
@@ -70,13 +68,20 @@ def add_parser(sub: Any, make: Any) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    try:  # DHIS2 is optional: without DHIS2_URL, CHT's number alone
-        config = RuntimeConfig.from_env(need_dhis2=bool(os.environ.get("DHIS2_URL", "").strip()))
+    try:
+        config = RuntimeConfig.from_env()
     except ConfigError as exc:
         return fail(str(exc))
-    fields = scope_fields(
-        args, dataElement=args.data_element, categoryOptionCombo=args.category_option_combo
-    )
+    given = {
+        "period": args.period,
+        "from": args.start,
+        "to": args.end,
+        "dataSet": args.data_set,
+        "orgUnit": args.org_unit,
+        "dataElement": args.data_element,
+        "categoryOptionCombo": args.category_option_combo,
+    }
+    fields = {k: v for k, v in given.items() if v is not None}
     try:  # without DHIS2, CHT's own ids, as preview takes them
         ask = CellAsk.from_fields(fields, names=NAMES, dhis2_ids=config.dhis2 is not None)
         found = explain(ask, config)
@@ -130,10 +135,10 @@ def lines(found: Explained) -> list[str]:
     for place in found.places:
         role = "carries the org unit" if place.carries else f"{place.chws} contributing CHW(s)"
         out.append(f"  {place.name or '(unnamed)'} ({place.id}): {role}")
-    return [*out, *_contributions(found), *_others(found)]
+    return out + _docs(found)
 
 
-def _contributions(found: Explained) -> list[str]:
+def _docs(found: Explained) -> list[str]:
     out = [f"Contributing CHWs: {len(found.counted)} target doc(s)"]
     choice = {r.row: r.choice for r in found.rows}
     for note in found.counted[:SHOWN]:
@@ -149,12 +154,7 @@ def _contributions(found: Explained) -> list[str]:
             f"{_conflicts(found, note.doc_id)}, updated {_updated(note.updated_date)}, "
             f"targets {_targets(note.targets)}: {added} ({how})"
         )
-    return out + _more(found.counted)
-
-
-def _others(found: Explained) -> list[str]:
-    """The docs that did not count, those no place was found for, and who is missing."""
-    out = []
+    out += _more(found.counted)
     if found.not_counted:
         out.append(f"Docs under the org unit that did not count: {len(found.not_counted)}")
         for note in found.not_counted[:SHOWN]:
@@ -209,7 +209,10 @@ def _updated(value: Any) -> str:
 
 
 def _targets(targets: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={value_text(v)}" for k, v in targets.items()) or "none"
+    return (
+        ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in targets.items())
+        or "none"
+    )
 
 
 def _more(notes: list[Any]) -> list[str]:
