@@ -55,7 +55,7 @@ def cases(draw):
     gone = ["u-deleted"]  # docs of an owner CHT no longer has
     number_ = st.one_of(st.integers(0, 30), st.sampled_from(["7", None, 2.5]))
     target = st.fixed_dictionaries(
-        {"id": st.sampled_from([*sum(ROWS.values(), []), "other"])},
+        {"id": st.sampled_from([*(t for ts in ROWS.values() for t in ts), "other"])},
         optional={"value": st.fixed_dictionaries({}, optional={"total": number_, "pass": number_})},
     )
     docs: list[Any] = []
