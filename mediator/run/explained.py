@@ -9,6 +9,7 @@ and the OpenHIM transaction name it.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -258,11 +259,14 @@ def json_explain(explained: Explained) -> dict[str, Any]:
 
 def command(data_set: str, period: str, org_unit: str, data_element: str, coc: str | None) -> str:
     """The explain command for a cell, as the transaction and the status page name it."""
-    tail = f" --category-option-combo {coc}" if coc else ""
-    return (
-        f"{EXPLAIN_COMMAND} --data-set {data_set} --period {period} --org-unit {org_unit} "
-        f"--data-element {data_element}{tail}"
-    )
+    args = ["--data-set", data_set, "--period", period, "--org-unit", org_unit]
+    args += ["--data-element", data_element, *(["--category-option-combo", coc] if coc else [])]
+    return " ".join([EXPLAIN_COMMAND, *(shlex.quote(a) for a in args)])
+
+
+def row_command(data_set: str, row: Any) -> str:
+    """``command`` for a row DHIS2 rejected (a ``RejectedRow``: the cell it names)."""
+    return command(data_set, row.period, row.orgUnit, row.dataElement, row.categoryOptionCombo)
 
 
 def dumps(data: dict[str, Any]) -> bytes:
