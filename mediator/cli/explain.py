@@ -112,7 +112,8 @@ def lines(found: Explained) -> list[str]:
     ask = found.ask
     where = found.org_unit_name or ask.org_unit
     out = [
-        f"Data element {ask.data_element} of data set {ask.data_set}, {found.period}, at "
+        f"{f'Data element {ask.data_element}' if ask.data_element else 'Every data element'}"
+        f" of data set {ask.data_set}, {found.period}, at "
         f"{where} ({ask.org_unit})",
     ]
     if len(found.months) > 1:
@@ -122,6 +123,7 @@ def lines(found: Explained) -> list[str]:
     out.append(f"  CHT targets mapped to it: {', '.join(found.targets)}")
     for row in found.rows:
         combo = row.row[1] or "default combo"
+        combo = combo if ask.data_element else f"{row.row[0]} {combo}"
         dhis2 = _dhis2(found, row.dhis2, row.state)
         summed = (
             f"the contributions' pass {_n(row.summed.passed)} of total {_n(row.summed.total)}"

@@ -103,7 +103,7 @@ class WatchedAggregation(Aggregation):
     cells of ``data_element`` (one ``category_option_combo``, or all), what each doc
     did to them."""
 
-    data_element: str = ""
+    data_element: str | None = None  # None: every data element the data set maps
     category_option_combo: str | None = None
     watched: Watched = field(init=False)
 
@@ -114,7 +114,7 @@ class WatchedAggregation(Aggregation):
         rows = [
             row
             for row in self._rows
-            if row[0] == self.data_element
+            if self.data_element in (None, row[0])
             and (self.category_option_combo is None or row[1] == self.category_option_combo)
         ]
         self.watched = Watched(self.org_unit, rows)

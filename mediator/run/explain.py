@@ -146,6 +146,8 @@ def _unknown_element(ask: CellAsk, agg: Aggregation) -> str:
             f"{ask.data_set} maps to it for data element {ask.data_element} (mapped: "
             f"{', '.join(combos) or 'the default combo only'})"
         )
+    if ask.data_element is None:
+        return f"data set {ask.data_set}: no CHT target maps to any of its data elements"
     return (
         f"data element {ask.data_element}: no CHT target of data set {ask.data_set} maps to "
         f"it (tasks.targets.items[].dhis); mapped: {', '.join(elements) or 'none'}"

@@ -52,7 +52,7 @@ class CellAsk:
     and the data element, with a category option combo or all of the element's."""
 
     request: RunRequest
-    data_element: str
+    data_element: str | None  # None: every data element the data set maps (the page's)
     category_option_combo: str | None = None
 
     @property
@@ -72,12 +72,17 @@ class CellAsk:
         names: Mapping[str, str] = CLI_NAMES,
         trigger: str = "cli",
         dhis2_ids: bool = True,
+        every_element: bool = False,
     ) -> CellAsk:
         """The cell from what a caller typed: ``RunRequest.from_fields``'s fields and
         checks (``period``, ``dataSet``, ``orgUnit``) and ``dataElement``,
-        ``categoryOptionCombo``; one period, one data set, one org unit."""
+        ``categoryOptionCombo``; one period, one data set, one org unit.
+        ``every_element``: without ``dataElement``, every element (the explain page)."""
         fields = dict(fields)
-        element = _one(fields.pop("dataElement", None), names.get("dataElement", "dataElement"))
+        element: str | None = None
+        if not every_element or fields.get("dataElement") is not None:
+            element = _one(fields.pop("dataElement", None), names.get("dataElement", "dataElement"))
+        fields.pop("dataElement", None)
         coc = fields.pop("categoryOptionCombo", None)
         coc_name = names.get("categoryOptionCombo", "categoryOptionCombo")
         coc = _one(coc, coc_name) if coc is not None else None
@@ -189,8 +194,11 @@ def _note_json(explained: Explained, note: DocNote) -> dict[str, Any]:
         out["reason"] = note.reason
         out["reason_text"] = REASONS.get(note.reason, note.reason)
     else:
+        choice = {r.row: r.choice for r in explained.rows}
         out["added"] = [
             {
+                "data_element": row[0],
+                "value_type": choice.get(row, "total"),
                 "category_option_combo": row[1],
                 "attribute_option_combo": row[2],
                 "value": _tidy(amount.value),
@@ -226,6 +234,7 @@ def json_explain(explained: Explained) -> dict[str, Any]:
         "targets": explained.targets,
         "rows": [
             {
+                "data_element": r.row[0],
                 "category_option_combo": r.row[1],
                 "attribute_option_combo": r.row[2],
                 "value_type": r.choice,
