@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -68,8 +69,8 @@ def add_parser(sub: Any, make: Any) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    try:
-        config = RuntimeConfig.from_env()
+    try:  # without DHIS2_URL, CHT's side alone (as preview): DHIS2's value is not shown
+        config = RuntimeConfig.from_env(need_dhis2=bool(os.environ.get("DHIS2_URL", "").strip()))
     except ConfigError as exc:
         return fail(str(exc))
     given = {
