@@ -269,21 +269,6 @@ class ChtReader:
             if isinstance(key, str):
                 found[key] = doc if isinstance(doc, dict) else None
 
-    def doc_rows(self, ids: list[str]) -> list[dict[str, Any]]:
-        """``POST _all_docs?include_docs=true&conflicts=true`` rows for these ids, for
-        ``explain``: each doc its winning revision, ``_conflicts`` listing the losing
-        leaves; a deleted doc's row has ``value.deleted`` true and no doc, an id CHT never
-        had ``"error": "not_found"`` (CouchDB: /{db}/_all_docs, "Working with conflicts")."""
-        rows: list[dict[str, Any]] = []
-        params, batch = {"include_docs": "true", "conflicts": "true"}, self.settings.owner_batch
-        for start in range(0, len(ids), batch):
-            keys = {"keys": ids[start : start + batch]}
-            body = self._request(
-                "POST", f"{self.db_url}/_all_docs", params=params, body=keys, what="revisions"
-            )
-            rows += [row for row in body.get("rows", []) if isinstance(row, dict)]
-        return rows
-
     def translations(self, locale: str) -> dict[str, str]:
         """CHT's translations for ``locale``, falling back to English, as CHT's own
         ``config.translate`` looks a key up (cht-core ``api/src/config.js``): the

@@ -136,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     shown.add_argument(
         "--json", action="store_true", help="print the JSON report (default when not a terminal)"
     )
-    shown.add_argument("--summary", action="store_true", help="the summary (default on a terminal)")
+    shown.add_argument(
+        "--summary", action="store_true", help="print the short summary (default on a terminal)"
+    )
     _audit(sub)
     _explain(sub, _sub)
     _sub(
@@ -184,7 +186,9 @@ def _audit(sub: Any) -> None:
     shown = audit.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="JSON (default when not a terminal)")
     shown.add_argument("--csv", action="store_true", help="the cells as CSV, summary on stderr")
-    shown.add_argument("--summary", action="store_true", help="the summary (default on a terminal)")
+    shown.add_argument(
+        "--summary", action="store_true", help="print the short summary (default on a terminal)"
+    )
 
 
 def _request(args: argparse.Namespace, *, dhis2_ids: bool = True) -> RunRequest:

@@ -18,11 +18,11 @@ from typing import Any
 
 from mediator.http.errors import PeerError
 from mediator.model.periods import PeriodError
+from mediator.run.cell import CellAsk
 from mediator.run.explain import explain
 from mediator.run.explained import (
     HOW,
     REASONS,
-    CellAsk,
     Explained,
     dumps,
     iso_date,
@@ -34,6 +34,7 @@ from mediator.settings.config import RuntimeConfig
 from mediator.settings.variables import ConfigError
 
 from .exits import EXIT_OK, fail
+from .push import scope_fields
 
 NAMES = {
     **CLI_NAMES,
@@ -73,16 +74,9 @@ def run_explain(args: argparse.Namespace) -> int:
         config = RuntimeConfig.from_env(need_dhis2=bool(os.environ.get("DHIS2_URL", "").strip()))
     except ConfigError as exc:
         return fail(str(exc))
-    given = {
-        "period": args.period,
-        "from": args.start,
-        "to": args.end,
-        "dataSet": args.data_set,
-        "orgUnit": args.org_unit,
-        "dataElement": args.data_element,
-        "categoryOptionCombo": args.category_option_combo,
-    }
-    fields = {k: v for k, v in given.items() if v is not None}
+    fields = scope_fields(
+        args, dataElement=args.data_element, categoryOptionCombo=args.category_option_combo
+    )
     try:  # without DHIS2, CHT's own ids, as preview takes them
         ask = CellAsk.from_fields(fields, names=NAMES, dhis2_ids=config.dhis2 is not None)
         found = explain(ask, config)

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from mediator.cht.client import ChtReader
+from mediator.cht.revisions import doc_rows
 from mediator.engine.aggregation import Aggregation
 from mediator.engine.explain import Amount, DocNote, Row, WatchedAggregation
 from mediator.http.errors import PeerError
@@ -25,7 +26,8 @@ from mediator.model.values import utcnow
 from mediator.settings.config import RuntimeConfig
 
 from .audit import Audit, audit, classify
-from .explained import CellAsk, Explained, Place, RowExplained
+from .cell import CellAsk
+from .explained import Explained, Place, RowExplained
 from .jobs import Job
 from .pipeline import compute
 from .push import Compared
@@ -225,7 +227,7 @@ def _ask_cht(
         ids = [*ids_by_source[agg.source], *place_ids, *(n.owner for n in unfound if n.owner)]
         reader = ChtReader(source.settings)
         try:
-            rows = reader.doc_rows(list(dict.fromkeys(ids)))
+            rows = doc_rows(reader, list(dict.fromkeys(ids)))
         except PeerError as exc:
             explained.notes.append(f"CHT ({agg.source}) could not say more: {exc}")
             continue

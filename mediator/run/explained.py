@@ -1,16 +1,14 @@
 """What ``explain`` found for one DHIS2 cell, and the shapes it is given in.
 
-``CellAsk`` is the cell as asked (checked once, for the command line and ``/explain``
-alike), ``Explained`` what was found, ``json_explain`` the shape ``explain --json`` and
-``GET /explain?format=json`` give: it is documented in the operator guide, and fields
-are only ever added. ``command`` is the explain command of a cell, as the status page
-and the OpenHIM transaction name it.
+``Explained`` is what was found for a cell (``cell.CellAsk``), ``json_explain`` the
+shape ``explain --json`` and ``GET /explain?format=json`` give: it is documented in the
+operator guide, and fields are only ever added. ``command`` is the explain command of
+a cell, as the status page and the OpenHIM transaction name it.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +16,8 @@ from typing import Any
 import orjson
 
 from mediator.engine.explain import NO_TARGET_OF_THAT_ID, Amount, DocNote, Row
-from mediator.model.values import is_uid
 
-from .request import CLI_NAMES, MAX_VALUE_CHARS, RunInputError, RunRequest
+from .cell import CellAsk
 
 EXPLAIN_COMMAND = "python -m mediator explain"
 USER_PREFIX = "org.couchdb.user:"
@@ -44,80 +41,6 @@ HOW = {
     "pass": "its value.pass added to the sum",
     "percent": "its pass and total added to the sums the percent is taken from",
 }
-
-
-@dataclass(frozen=True)
-class CellAsk:
-    """One DHIS2 cell, as asked: the run's scope (one data set, period and org unit)
-    and the data element, with a category option combo or all of the element's."""
-
-    request: RunRequest
-    data_element: str | None  # None: every data element the data set maps (the page's)
-    category_option_combo: str | None = None
-
-    @property
-    def data_set(self) -> str:
-        return self.request.data_sets[0]
-
-    @property
-    def org_unit(self) -> str:
-        assert self.request.org_unit is not None
-        return self.request.org_unit
-
-    @classmethod
-    def from_fields(
-        cls,
-        fields: Mapping[str, Any],
-        *,
-        names: Mapping[str, str] = CLI_NAMES,
-        trigger: str = "cli",
-        dhis2_ids: bool = True,
-        every_element: bool = False,
-    ) -> CellAsk:
-        """The cell from what a caller typed: ``RunRequest.from_fields``'s fields and
-        checks (``period``, ``dataSet``, ``orgUnit``) and ``dataElement``,
-        ``categoryOptionCombo``; one period, one data set, one org unit.
-        ``every_element``: without ``dataElement``, every element (the explain page)."""
-        fields = dict(fields)
-        element: str | None = None
-        if not every_element or fields.get("dataElement") is not None:
-            element = _one(fields.pop("dataElement", None), names.get("dataElement", "dataElement"))
-        fields.pop("dataElement", None)
-        coc = fields.pop("categoryOptionCombo", None)
-        coc_name = names.get("categoryOptionCombo", "categoryOptionCombo")
-        coc = _one(coc, coc_name) if coc is not None else None
-        for name in ("from", "to"):
-            if name in fields:
-                raise RunInputError(
-                    f"explain is of one period: give {names['period']}, not {names[name]}"
-                )
-        request = RunRequest.from_fields(fields, names=names, trigger=trigger, dhis2_ids=dhis2_ids)
-        if len(request.periods) != 1:
-            raise RunInputError(f"explain is of one period: give {names['period']} once")
-        if len(request.data_sets) != 1:
-            raise RunInputError(f"explain is of one data set: give {names['dataSet']} once")
-        if request.org_unit is None:
-            raise RunInputError(f"explain is of one org unit: give {names['orgUnit']}")
-        if dhis2_ids:
-            for text, name in ((element, "dataElement"), (coc, "categoryOptionCombo")):
-                if text is not None and not is_uid(text):
-                    raise RunInputError(
-                        f"{names.get(name, name)} {text!r} is not a DHIS2 id "
-                        "(11 letters/digits, starting with a letter)"
-                    )
-        return cls(request, element, coc)
-
-
-def _one(value: Any, name: str) -> str:
-    if isinstance(value, list):
-        if len(value) != 1:
-            raise RunInputError(f"give {name} once")
-        value = value[0]
-    if not isinstance(value, str) or not value.strip():
-        raise RunInputError(f"{name} is required: the id of the cell's DHIS2 data element")
-    if len(value) > MAX_VALUE_CHARS:
-        raise RunInputError(f"{name} is longer than any DHIS2 id")
-    return value.strip()
 
 
 @dataclass

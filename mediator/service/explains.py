@@ -9,8 +9,9 @@ from typing import Any
 
 from mediator.http.errors import PeerError
 from mediator.model.periods import PeriodError
+from mediator.run.cell import CellAsk
 from mediator.run.explain import explain
-from mediator.run.explained import REASONS, CellAsk, command, json_explain
+from mediator.run.explained import REASONS, command, json_explain
 from mediator.run.request import RunInputError
 from mediator.settings.variables import ConfigError
 
