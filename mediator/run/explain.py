@@ -209,10 +209,13 @@ def _ask_cht(
     listed docs' conflicting revisions, and which unfound owners were deleted."""
     sources = {s.name: s for s in config.sources()}
     several = len(made) > 1
-    chws: Counter[str] = Counter()
+    chws: Counter[str] = Counter()  # per place from the CHW's up to the carrier's
+    bare = {c.split(":", 1)[1] if several and ":" in c else c for c in carriers}
+    counted = {n.owner for n in explained.counted}
     for owner, lineage in explained.lineages.items():
-        if any(n.owner == owner for n in explained.counted):
-            chws.update(lineage[1:])
+        top = next((i for i, ident in enumerate(lineage) if ident in bare), len(lineage) - 1)
+        if owner in counted:
+            chws.update(lineage[1 : top + 1])
     ids_by_source: dict[str, list[str]] = {}
     for agg in made:
         notes = [*agg.watched.counted, *agg.watched.not_counted, *agg.watched.unplaced]
@@ -247,8 +250,7 @@ def _ask_cht(
         for note in unfound:
             if note.owner in deleted:
                 note.reason = "owner_deleted"
-    carried = set(carriers)
-    ordered = list(dict.fromkeys([*carriers, *chws]))
+    ordered = list(dict.fromkeys([*bare, *chws]))
     explained.places = [
-        Place(i, explained.names.get(i), i in carried, chws.get(i, 0)) for i in ordered
+        Place(i, explained.names.get(i), i in bare, chws.get(i, 0)) for i in ordered
     ]

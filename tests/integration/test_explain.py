@@ -130,6 +130,9 @@ def test_contributions_sum_to_previews_value_and_are_exactly_the_docs_that_count
             assert value == (round(passed * 100 / total) if total else 0)
         else:
             assert sum(a["value"] for a in added) == value
+        places = {p["id"] for p in found["places"]}  # the carrier and what is under it
+        assert ("district-1" in places) == (ou == dep.OU_DISTRICT)
+        assert places >= {c["place_id"] for c in found["contributions"]}
         listed = {c["doc_id"] for c in found["contributions"]}
         assert listed == counting(docs, ou, targets), (ou, element)
         for c in found["contributions"]:  # the revision counted is CouchDB's winner
