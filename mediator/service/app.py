@@ -130,14 +130,15 @@ def push() -> Response:
     return _envelope(service.push(asked, trigger))
 
 
-def _table_request() -> tuple[str, Response | None]:
-    """For the views that answer JSON, or CSV with ``format=csv``, protected like /push:
-    the format asked for, or the answer that refuses the request."""
+def _table_request(formats: tuple[str, ...] = ("json", "csv")) -> tuple[str, Response | None]:
+    """For the views that answer JSON, or CSV with ``format=csv`` (or what ``formats``
+    names, the first the default), protected like /push: the format asked for, or the
+    answer that refuses the request."""
     if not _authorized(_service()):
         return "", _challenge(_json(401, {"error": "credentials needed, as for /push"}))
-    wanted = request.args.get("format", "json").lower()
-    if wanted not in ("json", "csv"):
-        return "", _json(400, {"error": "format must be json or csv"})
+    wanted = request.args.get("format", formats[0]).lower()
+    if wanted not in formats:
+        return "", _json(400, {"error": f"format must be {' or '.join(formats)}"})
     return wanted, None
 
 
@@ -187,12 +188,10 @@ def explain() -> Response:
     without ``dataElement`` every element of the data set): why the cells hold their
     numbers (``run.explain``), as a page, or JSON with ``format=json``. Protected like
     /push: it names CHT users."""
+    wanted, refused = _table_request(("html", "json"))
+    if refused is not None:
+        return refused
     service = _service()
-    if not _authorized(service):
-        return _challenge(_json(401, {"error": "credentials needed, as for /push"}))
-    wanted = request.args.get("format", "html").lower()
-    if wanted not in ("html", "json"):
-        return _json(400, {"error": "format must be html or json"})
     try:
         data = run_explain(service, _query(skip=("format",)))
     except RunInputError as exc:
