@@ -63,6 +63,8 @@ def export_block(stack: LocalStack, period: Month) -> str:
         "MEDIATOR": stack.mediator_url,
         "DATA_SET": dep.DS_MONTHLY,
         "PERIOD": period.tag,
+        "ORG_UNIT": dep.OU_CHU[0],  # CHU 1, for the guide's explain (section 8)
+        "DATA_ELEMENT": dep.DE_BIRTHS,
         "FROM": period.shift(-1).tag,
         "CHT_ADMIN": f"{stack.couch.username}:{stack.couch.password}",
         "NEW_CHT_PASSWORD": "Guide-example-Pa55word",

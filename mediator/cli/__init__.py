@@ -4,7 +4,7 @@ commands.py  the parser (each command's --help lists the variables it reads) and
 push.py      push: progress on stderr, the summary or the JSON report, exit status
 preview.py   preview: CHT's export shape on stdout
 audit.py     audit: what DHIS2 holds beside what CHT computes, as a summary, JSON or CSV
-explain.py   explain: one cell's number, DHIS2's value and the docs behind it
+explain.py   explain: why one DHIS2 cell holds its number, in words or JSON
 exits.py     exit statuses and the one line a refusal is
 
 It builds a ``RunRequest`` and calls the run, as the service does. The demo command

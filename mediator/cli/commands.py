@@ -145,8 +145,8 @@ def _parser() -> argparse.ArgumentParser:
         sub,
         "serve",
         "run the OpenHIM mediator (HTTP endpoints, registration, heartbeat)",
-        "Serve /push, /coverage, /health and the status page (GET /); register with "
-        "OpenHIM core and heartbeat every 10 s. Stops on SIGTERM or Ctrl-C.",
+        "Serve /push, /audit, /explain, /coverage, /health and the status page (GET /); "
+        "register with OpenHIM core and heartbeat every 10 s. Stops on SIGTERM or Ctrl-C.",
     )
     _demo(sub)
     return parser
@@ -186,7 +186,9 @@ def _audit(sub: Any) -> None:
     shown = audit.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="JSON (default when not a terminal)")
     shown.add_argument("--csv", action="store_true", help="the cells as CSV, summary on stderr")
-    shown.add_argument("--summary", action="store_true", help="the summary (default on a terminal)")
+    shown.add_argument(
+        "--summary", action="store_true", help="print the short summary (default on a terminal)"
+    )
 
 
 def _request(args: argparse.Namespace, *, dhis2_ids: bool = True) -> RunRequest:

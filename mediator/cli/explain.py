@@ -11,6 +11,7 @@ cell no CHT place or target maps to, or CHT unreadable.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -18,16 +19,15 @@ from typing import Any
 from mediator.http.errors import PeerError
 from mediator.model.periods import PeriodError
 from mediator.run.cell import CellAsk
-from mediator.run.explain import (
+from mediator.run.explain import explain
+from mediator.run.explained import (
     HOW,
     REASONS,
     Explained,
     dumps,
-    explain,
     iso_date,
     json_explain,
     username,
-    value_text,
 )
 from mediator.run.request import CLI_NAMES, RunInputError
 from mediator.settings.config import RuntimeConfig
@@ -70,7 +70,7 @@ def add_parser(sub: Any, make: Any) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    try:  # DHIS2 is optional: without DHIS2_URL, CHT's number alone
+    try:  # without DHIS2_URL, CHT's side alone (as preview): DHIS2's value is not shown
         config = RuntimeConfig.from_env(need_dhis2=bool(os.environ.get("DHIS2_URL", "").strip()))
     except ConfigError as exc:
         return fail(str(exc))
@@ -107,7 +107,8 @@ def lines(found: Explained) -> list[str]:
     ask = found.ask
     where = found.org_unit_name or ask.org_unit
     out = [
-        f"Data element {ask.data_element} of data set {ask.data_set}, {found.period}, at "
+        f"{f'Data element {ask.data_element}' if ask.data_element else 'Every data element'}"
+        f" of data set {ask.data_set}, {found.period}, at "
         f"{where} ({ask.org_unit})",
     ]
     if len(found.months) > 1:
@@ -117,6 +118,7 @@ def lines(found: Explained) -> list[str]:
     out.append(f"  CHT targets mapped to it: {', '.join(found.targets)}")
     for row in found.rows:
         combo = row.row[1] or "default combo"
+        combo = combo if ask.data_element else f"{row.row[0]} {combo}"
         dhis2 = _dhis2(found, row.dhis2, row.state)
         summed = (
             f"the contributions' pass {_n(row.summed.passed)} of total {_n(row.summed.total)}"
@@ -130,10 +132,10 @@ def lines(found: Explained) -> list[str]:
     for place in found.places:
         role = "carries the org unit" if place.carries else f"{place.chws} contributing CHW(s)"
         out.append(f"  {place.name or '(unnamed)'} ({place.id}): {role}")
-    return [*out, *_contributions(found), *_others(found)]
+    return out + _docs(found)
 
 
-def _contributions(found: Explained) -> list[str]:
+def _docs(found: Explained) -> list[str]:
     out = [f"Contributing CHWs: {len(found.counted)} target doc(s)"]
     choice = {r.row: r.choice for r in found.rows}
     for note in found.counted[:SHOWN]:
@@ -149,12 +151,7 @@ def _contributions(found: Explained) -> list[str]:
             f"{_conflicts(found, note.doc_id)}, updated {_updated(note.updated_date)}, "
             f"targets {_targets(note.targets)}: {added} ({how})"
         )
-    return out + _more(found.counted)
-
-
-def _others(found: Explained) -> list[str]:
-    """The docs that did not count, those no place was found for, and who is missing."""
-    out = []
+    out += _more(found.counted)
     if found.not_counted:
         out.append(f"Docs under the org unit that did not count: {len(found.not_counted)}")
         for note in found.not_counted[:SHOWN]:
@@ -209,7 +206,10 @@ def _updated(value: Any) -> str:
 
 
 def _targets(targets: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={value_text(v)}" for k, v in targets.items()) or "none"
+    return (
+        ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in targets.items())
+        or "none"
+    )
 
 
 def _more(notes: list[Any]) -> list[str]:

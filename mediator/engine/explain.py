@@ -103,7 +103,7 @@ class WatchedAggregation(Aggregation):
     cells of ``data_element`` (one ``category_option_combo``, or all), what each doc
     did to them."""
 
-    data_element: str = ""
+    data_element: str | None = None  # None: every data element the data set maps
     category_option_combo: str | None = None
     watched: Watched = field(init=False)
 
@@ -114,7 +114,7 @@ class WatchedAggregation(Aggregation):
         rows = [
             row
             for row in self._rows
-            if row[0] == self.data_element
+            if self.data_element in (None, row[0])
             and (self.category_option_combo is None or row[1] == self.category_option_combo)
         ]
         self.watched = Watched(self.org_unit, rows)
@@ -126,22 +126,29 @@ class WatchedAggregation(Aggregation):
             self.watched.lineages[owner_id] = lineage  # the places it counts through
 
     def add_target_docs(self, docs: Iterable[Any]) -> None:
-        """Each doc fed to ``Aggregation.add_target_docs`` alone, its cells read before
-        and after: what it added is what the aggregation added, and a doc it did not
-        count carries the aggregation's own reason."""
+        """Each doc fed to ``Aggregation.add_target_docs`` in two parts, its watched
+        targets first, then the others, the watched cells read before and after the
+        first: what the doc added is what the aggregation added, and a doc it did not
+        count carries the aggregation's own reason (for the doc, or for its watched
+        targets). The doc's own counters are as if it had been fed whole."""
         cells = self._cells.get(self.watched.org_unit)
         if cells is None:  # no place carries the org unit: no doc can count there
             super().add_target_docs(docs)
             return
         index = [self._rows.index(row) for row in self.watched.rows]
         for doc in docs:
+            mine, rest = self._split(doc)
             before = [(cells[i].value, cells[i].passed, cells[i].total) for i in index]
             skipped, counted = Counter(self.skipped), self.docs_counted
-            super().add_target_docs([doc])
+            super().add_target_docs([mine])
             new = self.skipped - skipped
             if self.docs_counted == counted:  # the doc as a whole did not count: one reason
                 self._skipped(doc, next(iter(new)))
                 continue
+            if rest is not None:  # the doc's other targets, counted as one doc with these
+                super().add_target_docs([rest])
+                self.docs_read -= 1
+                self.docs_counted -= 1
             if not self._under(doc):
                 self.watched.elsewhere["other_org_units"] += 1
                 continue
@@ -153,11 +160,29 @@ class WatchedAggregation(Aggregation):
                 amount = Amount(cell.value - value, cell.passed - passed, cell.total - total)
                 if amount or row_has_target(note, self, row):
                     note.added[row] = amount
+            held = len(mine.get("targets", ())) if isinstance(mine, Mapping) else 0
             if not note.targets:
                 note.reason = NO_TARGET_OF_THAT_ID
-            elif not any(note.added.values()) and new:
-                note.reason = next(iter(new))  # the watched target's value did not count
+            elif new and new.total() >= held:  # every watched target of it was refused
+                note.reason = next(iter(new))
             (self.watched.not_counted if note.reason else self.watched.counted).append(note)
+
+    def _split(self, doc: Any) -> tuple[Any, Any]:
+        """The doc with only its watched targets, and with only the others (None when
+        it has none, or its targets are no list: then the first is the doc itself)."""
+        targets = doc.get("targets") if isinstance(doc, Mapping) else None
+        if not isinstance(targets, list):
+            return doc, None
+        mine: list[Any] = []
+        others: list[Any] = []
+        for target in targets:
+            ident = target.get("id") if isinstance(target, Mapping) else None
+            (mine if isinstance(ident, str) and ident in self._watched_targets else others).append(
+                target
+            )
+        if not others:
+            return doc, None
+        return {**doc, "targets": mine}, {**doc, "targets": others}
 
     def _skipped(self, doc: Any, reason: str) -> None:
         if reason == OUTSIDE_DATA_SET:

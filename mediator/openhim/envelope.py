@@ -25,6 +25,7 @@ from typing import Any
 
 from mediator.model.report import Finding, RunReport
 from mediator.model.values import iso, utcnow
+from mediator.run.explained import row_command
 from mediator.run.summary import cut, labels, problems, sentence
 from mediator.settings.secrets import Scrubber
 
@@ -145,7 +146,10 @@ def _result_entry(result: Any, detail: int) -> dict[str, Any]:
         "error": result.error,
         "not_confirmed": len(result.unconfirmed),
         "preflight": [f.model_dump() for f in result.preflight] if detail >= 2 else [],
-        "rejected": [r.model_dump(exclude_none=True) for r in result.rejected[:rows]],
+        "rejected": [  # each with the command that shows why its cell holds its number
+            {**r.model_dump(exclude_none=True), "explain": row_command(result.data_set, r)}
+            for r in result.rejected[:rows]
+        ],
     }
     entry.update({k: v for k, v in optional.items() if v})
     return entry

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from mediator.model.report import ChunkCount, DataSetResult, RunReport
 from mediator.model.values import Exchange, iso
+from mediator.run.explained import row_command
 from mediator.run.summary import cut, labels
 from mediator.settings.secrets import Scrubber
 
@@ -223,6 +224,7 @@ def _push_step(
                     "categoryOptionCombo": r.categoryOptionCombo,
                     "value": r.value,
                     "reason": cut(scrub.text(r.reason), 160),
+                    "explain": row_command(result.data_set, r),
                 }
                 for r in result.rejected[:3]
             ]

@@ -13,9 +13,9 @@ diagnoses.py  step 8: every problem, with what to do (words in wording.py)
 summary.py    the report in plain words: one sentence, problems, the resume command
 preview.py    CHT's export shape, streamed, without DHIS2
 audit.py      what DHIS2 holds beside what CHT computes: a run stopped after step 5
-cell.py       CellAsk: one DHIS2 cell, as explain is asked for it
-explain.py    one cell: the number, DHIS2's value, and every doc behind it (the
-              audit's run with the engine's watched aggregation)
+cell.py       CellAsk: one DHIS2 cell, as explain and /explain are asked for it
+explain.py    one cell's number, what DHIS2 holds, and every doc behind it
+explained.py  what explain found, and its JSON shape and command
 
 May import: mediator.model, mediator.settings, mediator.http, mediator.engine,
 mediator.cht, mediator.dhis2

@@ -19,7 +19,7 @@ class CellAsk:
     and the data element, with a category option combo or all of the element's."""
 
     request: RunRequest
-    data_element: str
+    data_element: str | None  # None: every data element the data set maps (the page's)
     category_option_combo: str | None = None
 
     @property
@@ -39,12 +39,17 @@ class CellAsk:
         names: Mapping[str, str] = CLI_NAMES,
         trigger: str = "cli",
         dhis2_ids: bool = True,
+        every_element: bool = False,
     ) -> CellAsk:
         """The cell from what a caller typed: ``RunRequest.from_fields``'s fields and
         checks (``period``, ``dataSet``, ``orgUnit``) and ``dataElement``,
-        ``categoryOptionCombo``; one period, one data set, one org unit."""
+        ``categoryOptionCombo``; one period, one data set, one org unit.
+        ``every_element``: without ``dataElement``, every element (the explain page)."""
         fields = dict(fields)
-        element = _one(fields.pop("dataElement", None), names.get("dataElement", "dataElement"))
+        element: str | None = None
+        if not every_element or fields.get("dataElement") is not None:
+            element = _one(fields.pop("dataElement", None), names.get("dataElement", "dataElement"))
+        fields.pop("dataElement", None)
         coc = fields.pop("categoryOptionCombo", None)
         coc_name = names.get("categoryOptionCombo", "categoryOptionCombo")
         coc = _one(coc, coc_name) if coc is not None else None

@@ -1,4 +1,4 @@
-"""The Flask app: the push endpoint OpenHIM routes to, ``/coverage``, ``/audit``,
+"""The Flask app: the push endpoint OpenHIM routes to, ``/coverage``, ``/audit``, ``/explain``,
 ``/health``, and the status page (``GET /``) that HRIOs read without logging into OpenHIM.
 
 Thin on purpose: a view parses the request (``RunRequest.from_fields``), calls the
@@ -23,13 +23,15 @@ from mediator.openhim.agent import OpenhimAgent
 from mediator.openhim.console_config import ConsoleConfig, load_registration
 from mediator.openhim.envelope import CONTENT_TYPE
 from mediator.run.audit import cells_csv
+from mediator.run.explained import dumps
 from mediator.run.pipeline import execute
 from mediator.run.request import LISTS, PARAMS, RunInputError, RunRequest
 
 from .audits import audit_json, run_audit
+from .explains import explain_page, run_explain
 from .history import RunHistory
 from .queue import MAX_WAITING, default_background
-from .render import STATUS_PAGE_HEADERS, coverage_csv
+from .render import EXPLAIN_PATH, STATUS_PAGE_HEADERS, coverage_csv
 from .runs import Background, Refused, Runner, RunService, Trigger
 
 log = logging.getLogger(__name__)
@@ -128,14 +130,15 @@ def push() -> Response:
     return _envelope(service.push(asked, trigger))
 
 
-def _table_request() -> tuple[str, Response | None]:
-    """For the views that answer JSON, or CSV with ``format=csv``, protected like /push:
-    the format asked for, or the answer that refuses the request."""
+def _table_request(formats: tuple[str, ...] = ("json", "csv")) -> tuple[str, Response | None]:
+    """For the views that answer JSON, or CSV with ``format=csv`` (or what ``formats``
+    names, the first the default), protected like /push: the format asked for, or the
+    answer that refuses the request."""
     if not _authorized(_service()):
         return "", _challenge(_json(401, {"error": "credentials needed, as for /push"}))
-    wanted = request.args.get("format", "json").lower()
-    if wanted not in ("json", "csv"):
-        return "", _json(400, {"error": "format must be json or csv"})
+    wanted = request.args.get("format", formats[0]).lower()
+    if wanted not in formats:
+        return "", _json(400, {"error": f"format must be {' or '.join(formats)}"})
     return wanted, None
 
 
@@ -177,6 +180,29 @@ def audit() -> Response:
     if wanted == "csv":
         return Response(cells_csv(found.cells), content_type="text/csv; charset=utf-8")
     return Response(audit_json(service, found), content_type="application/json")
+
+
+@views.route(EXPLAIN_PATH, methods=["GET"])
+def explain() -> Response:
+    """``?dataSet=…&period=…&orgUnit=…`` (and ``dataElement``, ``categoryOptionCombo``;
+    without ``dataElement`` every element of the data set): why the cells hold their
+    numbers (``run.explain``), as a page, or JSON with ``format=json``. Protected like
+    /push: it names CHT users."""
+    wanted, refused = _table_request(("html", "json"))
+    if refused is not None:
+        return refused
+    service = _service()
+    try:
+        data = run_explain(service, _query(skip=("format",)))
+    except RunInputError as exc:
+        return _json(400, {"error": str(exc)})
+    except Refused as exc:
+        return _json(exc.status, {"error": exc.message})
+    if wanted == "json":
+        return Response(dumps(data), content_type="application/json")
+    answer = Response(explain_page(data), content_type="text/html; charset=utf-8")
+    answer.headers.update(STATUS_PAGE_HEADERS)
+    return answer
 
 
 @views.route("/", methods=["GET"])

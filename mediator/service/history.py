@@ -40,6 +40,18 @@ DEFAULT_LIMIT = 20
 FORMAT_VERSION = 1
 
 
+class RejectedCell(BaseModel):
+    """A row DHIS2 rejected, as the status page lists it (and links to explain it)."""
+
+    data_element: str
+    org_unit: str
+    category_option_combo: str | None = None
+    reason: str = ""
+
+
+REJECTED_KEPT = 20  # rejected rows kept per (data set, period) for the page; the count is whole
+
+
 class ResultSummary(BaseModel):
     """One (data set, period) of a run: what DHIS2 did with it."""
 
@@ -58,6 +70,7 @@ class ResultSummary(BaseModel):
     held: int = 0
     error: str | None = None
     error_kind: str | None = None  # report.DataSetResult.error_kind
+    rejected_rows: list[RejectedCell] = Field(default_factory=list)  # the first REJECTED_KEPT
 
 
 class Totals(BaseModel):
@@ -188,6 +201,15 @@ def _result_summary(result: DataSetResult, scrub: Scrubber) -> ResultSummary:
         held=len(result.held_org_units),
         error=scrub.optional(result.error),
         error_kind=result.error_kind,
+        rejected_rows=[
+            RejectedCell(
+                data_element=r.dataElement,
+                org_unit=r.orgUnit,
+                category_option_combo=r.categoryOptionCombo,
+                reason=scrub.text(r.reason),
+            )
+            for r in result.rejected[:REJECTED_KEPT]
+        ],
     )
 
 

@@ -9,6 +9,7 @@ import io
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -25,6 +26,7 @@ STATUS_PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+EXPLAIN_PATH = "/explain"
 COVERAGE_COLUMNS = [
     "dataSet",
     "period",
@@ -171,11 +173,20 @@ def page_context(
         "ds_name": names.get,
         "state_shared": history.path is not None,
         "config_problem": config_problem,
+        "explain_link": explain_link,
     }
 
 
+def explain_link(data_set: str, period: str, org_unit: str, **more: str | None) -> str:
+    """The explain page of an org unit (every element) or of one cell (``dataElement``,
+    ``categoryOptionCombo``), as the status page links to it."""
+    query = {"dataSet": data_set, "period": period, "orgUnit": org_unit}
+    query.update({k: v for k, v in more.items() if v})
+    return f"{EXPLAIN_PATH}?{urlencode(query)}"
+
+
 @cache
-def _templates() -> Environment:
+def templates() -> Environment:
     # autoescaping as Flask's render_template does it: every value from CHT is escaped
     return Environment(
         loader=PackageLoader("mediator.service", "templates"),
@@ -190,7 +201,7 @@ def status_page(
     in ``timezone`` (MEDIATOR_TIMEZONE) and UTC; ``config_problem``: why the next run
     cannot start, said first."""
     context = page_context(history, now, timezone, config_problem)
-    return _templates().get_template("status.html").render(**context)
+    return templates().get_template("status.html").render(**context)
 
 
 def coverage_csv(tables: list[dict[str, Any]]) -> str:

@@ -388,3 +388,25 @@ def test_a_place_named_basic_health_unit_is_not_taken_for_a_credential() -> None
     report = make_report(findings=[Finding(level="error", code="x", message=message)])
     shown = json.loads(build(report)["response"]["body"])["findings"][0]["message"]
     assert shown == f"Basic Health Unit Kisumu refused; sent Authorization: Basic {MASK}"
+
+
+def test_each_rejected_row_names_the_explain_command_of_its_cell() -> None:
+    row = RejectedRow(
+        dataElement="DEabcdefghi",
+        orgUnit="OUabcdefghi",
+        period="202402",
+        categoryOptionCombo="COabcdefghi",
+        reason="Data element not assigned to the data set",
+    )
+    env = build(make_report(results=[result(rejected=[row])]))
+    body = json.loads(env["response"]["body"])
+    (listed,) = body["results"][0]["rejected"]
+    assert listed["explain"] == (
+        f"python -m mediator explain --data-set {DS} --period 202402 --org-unit OUabcdefghi "
+        "--data-element DEabcdefghi --category-option-combo COabcdefghi"
+    )
+    steps = [o for o in env["orchestrations"] if "push" in o["name"]]
+    shown = [json.loads(o["response"]["body"]) for o in steps]
+    assert any(
+        r.get("explain") == listed["explain"] for s in shown for r in s.get("first_rejected", [])
+    ), "the push step's first rejected rows name it too"

@@ -368,3 +368,15 @@ def test_the_coverage_csv_has_the_held_column() -> None:
     lines = coverage_csv(tables).splitlines()
     assert COVERAGE_COLUMNS[-1] == "held" and lines[0].endswith(",held")
     assert lines[1].endswith(",true")
+
+
+def test_coverage_rows_and_rejected_rows_link_to_their_explain_page() -> None:
+    client = app_with(lambda r, c: report()).test_client()
+    assert client.get("/push?period=2024-05").status_code == 207
+    html = client.get("/").get_data(as_text=True)
+    links = set(re.findall(r'<a class="explain" href="([^"]+)"', html))
+    assert f"/explain?dataSet={DS}&amp;period=202405&amp;orgUnit=OuGood00001" in links
+    assert f"/explain?dataSet={DS}&amp;period=202405&amp;orgUnit=OuHeld00001" in links
+    for period in ("202404", "202405"):  # each rejected row, its own cell
+        assert f"/explain?dataSet={DS}&amp;period={period}&amp;orgUnit=o&amp;dataElement=d" in links
+    assert "<script" not in html
