@@ -5,8 +5,10 @@
 people run, its output on this process's stdout) with the instrumentation below;
 ``python -m benchmarks.worker RESULT.json bare 2024-01`` is the floor: a plain paged
 read of the month's target docs, decoded as the mediator decodes them (orjson), then
-dropped. Both take CHT's address from ``CHT_URL``, ``CHT_DB``, ``CHT_USERNAME``,
-``CHT_PASSWORD`` and ``CHT_PAGE_SIZE``, as the mediator does.
+dropped; ``... same_queries 2024-01`` a cold ``preview``'s own floor: the queries it
+asks CHT, decoded and dropped (``same_queries``). All take CHT's address from
+``CHT_URL``, ``CHT_DB``, ``CHT_USERNAME``, ``CHT_PASSWORD``, ``CHT_PAGE_SIZE`` and
+``CHT_OWNER_BATCH``, as the mediator does.
 
 The parent (``benchmarks.national``) measures what a user sees of the process: its
 wall time, CPU and peak memory (``wait4``). What the process says of itself is
@@ -181,10 +183,68 @@ def bare_read(month: str) -> int:
         start = json.dumps(rows[size]["id"])
 
 
+def same_queries(month: str) -> int:
+    """The floor of a cold ``preview``: the queries it asks CHT, each answer decoded and
+    dropped, nothing aggregated. The settings, the database info and the places (the
+    view's ids, then their docs by ``_bulk_get``) on this thread; meanwhile the month's
+    pages on a thread of their own, each page's owners asked for (``_bulk_get``, owner
+    batch at a time, each owner once) as soon as it is read, as the mediator asks."""
+    base = f"{os.environ['CHT_URL']}/{os.environ.get('CHT_DB', 'medic')}"
+    batch = int(os.environ.get("CHT_OWNER_BATCH", "500"))
+
+    def session() -> requests.Session:
+        s = requests.Session()
+        s.auth = (os.environ["CHT_USERNAME"], os.environ["CHT_PASSWORD"])
+        s.headers["Accept"] = "application/json"
+        return s
+
+    def get(s: requests.Session, url: str, **kw: Any) -> Any:
+        response = s.request("POST" if "json" in kw else "GET", url, timeout=120, **kw)
+        response.raise_for_status()
+        _add("cht_requests", 1)
+        return orjson.loads(response.content)
+
+    def docs(s: requests.Session, ids: list[str]) -> None:
+        for at in range(0, len(ids), batch):
+            body = {"docs": [{"id": i} for i in ids[at : at + batch]]}
+            get(s, f"{base}/_bulk_get", json=body)
+
+    def pages() -> None:
+        s, seen = session(), set()
+        size = int(os.environ.get("CHT_PAGE_SIZE", "1000"))
+        prefix = f"target~{month}~"
+        start, end = json.dumps(prefix), json.dumps(prefix + "\ufff0")
+        while True:
+            params = {"startkey": start, "endkey": end, "include_docs": "true"}
+            rows = get(s, f"{base}/_all_docs", params={**params, "limit": str(size + 1)})["rows"]
+            owners = [r["doc"].get("owner") for r in rows[:size] if isinstance(r.get("doc"), dict)]
+            fresh = list(dict.fromkeys(o for o in owners if isinstance(o, str) and o not in seen))
+            seen.update(fresh)
+            docs(s, fresh)
+            _add("pages", 1)
+            _add("target_docs", len(rows[:size]))
+            if len(rows) <= size:
+                return
+            start = json.dumps(rows[size]["id"])
+
+    paged = threading.Thread(target=pages)
+    main_session = session()
+    get(main_session, f"{base}/settings")
+    paged.start()
+    get(main_session, f"{base}/")
+    view = "_design/medic-admin/_view/contacts_by_dhis_orgunit"
+    ids = list(dict.fromkeys(r["id"] for r in get(main_session, f"{base}/{view}")["rows"]))
+    docs(main_session, ids)
+    paged.join()
+    return 0
+
+
 def main(argv: list[str]) -> int:
     result_path, mode, *rest = argv
     if mode == "bare":
         code = bare_read(rest[0])
+    elif mode == "same_queries":
+        code = same_queries(rest[0])
     else:
         instrument()
         from mediator.cli.commands import main as mediator_main

@@ -354,7 +354,9 @@ class PageStream:
 
     The next page is read (by a helper thread, on a connection of its own) while the
     caller works on this one, so CHT's time hides the mediator's own; the first is
-    asked for as soon as the stream is made. No more than two pages are held at once.
+    asked for as soon as the stream is made, and the second as soon as the first is
+    read: a caller busy elsewhere first (a cold run's places) finds two pages ready,
+    not one. No more than two pages are held at once.
     ``on_page``, when set, is called with each page in order as soon as it is read (on
     the helper thread), or else just before the page is handed over: the caller can
     ask CHT for what the page needs (its owners) while it still works on the last one.
@@ -374,10 +376,26 @@ class PageStream:
         self.ahead: Future[tuple[list[Any], str | None, bool]] | None = self.pool.submit(
             self._read, json.dumps(prefix)
         )
+        # the second page, read right after the first (the pool has one worker);
+        # None once handed over
+        self.second: Future[tuple[list[Any], str | None, bool]] | None = self.pool.submit(
+            self._read_second
+        )
 
-    def _read(self, start: str) -> tuple[list[Any], str | None, bool]:
+    def _read_second(self) -> tuple[list[Any], str | None, bool]:
+        """The page after the first, if there is one (an empty page when not, or when the
+        first failed: its error surfaces where the first is asked for). ``on_page`` sees
+        it here only if it saw the first: pages reach it in order."""
+        assert self.ahead is not None
+        first = self.ahead
+        if first.exception() is not None:
+            return [], None, True
+        _, after, seen = first.result()
+        return self._read(after, hook=seen) if after else ([], None, True)
+
+    def _read(self, start: str, *, hook: bool = True) -> tuple[list[Any], str | None, bool]:
         """One page, where the next one starts (None: this is the last), and whether
-        ``on_page`` saw it."""
+        ``on_page`` saw it (``hook``: may see it now)."""
         include = {"include_docs": "true"} if self.docs else {}
         params = {"startkey": start, "endkey": self.end, **include, "limit": str(self.size + 1)}
         body = self.reader._request(
@@ -386,10 +404,10 @@ class PageStream:
         rows = body.get("rows", [])
         after = json.dumps(rows[-1]["id"]) if len(rows) > self.size else None
         page = rows[: self.size] if self.rows else [row.get("doc") for row in rows[: self.size]]
-        hook = self.on_page
-        if hook is not None and page:
-            hook(page)
-        return page, after, hook is not None
+        on_page = self.on_page if hook else None
+        if on_page is not None and page:
+            on_page(page)
+        return page, after, on_page is not None
 
     def __iter__(self) -> Iterator[list[Any]]:
         try:
@@ -397,14 +415,17 @@ class PageStream:
                 page, after, seen = self.ahead.result()
                 if page and not seen and self.on_page is not None:
                     self.on_page(page)  # before the next page is asked for: pages stay in order
-                self.ahead = self.pool.submit(self._read, after) if after else None
+                if self.second is not None:  # the second page: asked for already
+                    self.ahead, self.second = (self.second if after else None), None
+                else:
+                    self.ahead = self.pool.submit(self._read, after) if after else None
                 if page:
                     yield page
         finally:
             self.close()
 
     def close(self) -> None:
-        self.ahead = None
+        self.ahead = self.second = None
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.http.close()
 

@@ -9,6 +9,7 @@ what the last run kept (``cht.cache``) after asking CHT what changed.
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import threading
 from collections import deque
@@ -59,6 +60,8 @@ class SourceRead:
         self._users: Future[dict[str, ChtUser]] | None = None
         self.users_not_expected = 0  # CHT users who write no target docs (online…)
         self._pool: ThreadPoolExecutor | None = None
+        self._prepared: Future[None] | None = None  # contacts and places, read ahead
+        self._prep_pool: ThreadPoolExecutor | None = None
 
     def defines(self, data_set: str) -> bool:
         return self.app_settings is not None and data_set in data_set_ids(self.app_settings)
@@ -83,6 +86,28 @@ class SourceRead:
         self._users = self._pool.submit(users)
         return contacts
 
+    def prepare(self, org_unit: str | None) -> None:
+        """Check the kept contacts and read the places on a thread of their own, while
+        the run asks DHIS2 for the data sets' period types: neither needs the other
+        (``read_source`` takes them with ``begun``)."""
+        self._prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cht-contacts")
+
+        def contacts_and_places() -> None:
+            contacts = self.start()
+            self.places = contacts.places(org_unit)
+
+        self._prepared = self._prep_pool.submit(contextvars.copy_context().run, contacts_and_places)
+
+    def begun(self) -> Contacts:
+        """The contacts, started now or by ``prepare`` (what reading them there raised,
+        raised here)."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            return self.contacts or self.start()
+        prepared.result()
+        assert self.contacts is not None
+        return self.contacts
+
     def users(self) -> dict[str, str]:
         """Username -> contact id of the users who write target docs: only those are
         expected to sync (``engine.mapping.writes_targets``); the others are counted apart."""
@@ -103,6 +128,8 @@ class SourceRead:
             self.store.save(self.source.settings, self.contacts.cache)
 
     def close(self) -> None:
+        if self._prep_pool is not None:  # its reads use this reader: they end first
+            self._prep_pool.shutdown(wait=True, cancel_futures=True)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self.reader.close()
@@ -157,6 +184,10 @@ class ChtSide:
         )
         asked = self.request.data_sets or self.config.data_sets
         self.data_sets = resolve_data_sets(defined, asked)
+        if period_type_of is not None:  # DHIS2 is asked: CHT's contacts read meanwhile
+            for src in readable:
+                if any(src.defines(ds) for ds in self.data_sets):
+                    src.prepare(self.request.org_unit)
         self.jobs = plan_jobs(
             self.request,
             self.data_sets,
@@ -270,7 +301,7 @@ def read_source(
     ahead = src.reader.target_pages(months[0])
     lookups: OwnerLookups | None = None
     try:
-        contacts = src.contacts or src.start()
+        contacts = src.begun()
         lookups = OwnerLookups(contacts, src.reader, ahead)
         if src.places is None:
             src.places = contacts.places(org_unit)
