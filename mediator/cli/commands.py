@@ -27,12 +27,7 @@ from mediator.run.request import (
 from mediator.settings.secrets import warn_weak_secrets
 from mediator.settings.variables import ENV_VARS
 
-from .audit import run_audit
-from .exits import EXIT_BAD_INPUT, fail
-from .explain import add_parser as _explain
-from .explain import run_explain
-from .preview import preview
-from .push import push, scope_fields
+from .exits import EXIT_BAD_INPUT, fail, scope_fields
 
 PERIOD_FORMATS = "YYYY-MM or YYYYMM (monthly), YYYYQn, YYYYSn, YYYY, YYYYApril/July/Oct/Nov"
 EXIT_STATUS = (
@@ -140,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         "--summary", action="store_true", help="print the short summary (default on a terminal)"
     )
     _audit(sub)
-    _explain(sub, _sub)
+    _explain(sub)
     _sub(
         sub,
         "serve",
@@ -167,6 +162,31 @@ def _demo(sub: Any) -> None:
         help="keep the stack running and print the settings (an export block) to try "
         "the operator guide against it; Ctrl-C or SIGTERM stops it",
     )
+
+
+def _explain(sub: Any) -> None:
+    """explain: one cell's scope (one of each) and how to print it."""
+    p = _sub(
+        sub,
+        "explain",
+        "why one DHIS2 cell holds its number: every CHW and doc behind it",
+        "For one cell (data set, period, org unit, data element, and optionally category "
+        "option combo): the value CHT computes now beside what DHIS2 holds, the places of "
+        "the roll-up, each contributing CHW's target doc and what it added, each doc "
+        "under the org unit that did not count and why, and the CHWs expected there with "
+        "no doc for the period. On a terminal in words; with --json, or when the output "
+        "is a file or a pipe, JSON.",
+    )
+    p.add_argument("--period", action="append", metavar="PERIOD", help="one DHIS2 period")
+    p.add_argument("--data-set", action="append", metavar="UID", help="the data set")
+    p.add_argument("--org-unit", metavar="UID", help="the org unit")
+    p.add_argument("--data-element", metavar="UID", help="the data element")
+    p.add_argument("--category-option-combo", metavar="UID", help="one combo (default: all)")
+    p.add_argument("--from", dest="start", help=argparse.SUPPRESS)  # refused in words
+    p.add_argument("--to", dest="end", help=argparse.SUPPRESS)
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="JSON (default when not a terminal)")
+    shown.add_argument("--summary", action="store_true", help="words (default on a terminal)")
 
 
 def _audit(sub: Any) -> None:
@@ -238,12 +258,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RunInputError as exc:
             fail(str(exc))
             raise SystemExit(EXIT_BAD_INPUT) from None  # as argparse ends on bad arguments
+        # each command's code is imported when it runs: a preview starts sooner
         if args.command == "audit":
+            from .audit import run_audit
+
             return run_audit(args, request)
-        return preview(args, request) if args.command == "preview" else push(args, request)
+        if args.command == "preview":
+            from .preview import preview
+
+            return preview(args, request)
+        from .push import push
+
+        return push(args, request)
     if args.command == "explain":
         _log_to_stderr()
         warn_weak_secrets(os.environ)
+        from .explain import run_explain
+
         return run_explain(args)
     if args.command == "serve":
         from mediator.service.serve import serve

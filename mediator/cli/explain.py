@@ -33,8 +33,7 @@ from mediator.run.request import CLI_NAMES, RunInputError
 from mediator.settings.config import RuntimeConfig
 from mediator.settings.variables import ConfigError
 
-from .exits import EXIT_OK, fail
-from .push import scope_fields
+from .exits import EXIT_OK, fail, scope_fields
 
 NAMES = {
     **CLI_NAMES,
@@ -42,31 +41,6 @@ NAMES = {
     "categoryOptionCombo": "--category-option-combo",
 }
 SHOWN = 200  # docs listed per section on a terminal; --json lists them all
-
-
-def add_parser(sub: Any, make: Any) -> None:
-    """The ``explain`` subcommand (``make`` is ``commands._sub``)."""
-    p = make(
-        sub,
-        "explain",
-        "why one DHIS2 cell holds its number: every CHW and doc behind it",
-        "For one cell (data set, period, org unit, data element, and optionally category "
-        "option combo): the value CHT computes now beside what DHIS2 holds, the places of "
-        "the roll-up, each contributing CHW's target doc and what it added, each doc "
-        "under the org unit that did not count and why, and the CHWs expected there with "
-        "no doc for the period. On a terminal in words; with --json, or when the output "
-        "is a file or a pipe, JSON.",
-    )
-    p.add_argument("--period", action="append", metavar="PERIOD", help="one DHIS2 period")
-    p.add_argument("--data-set", action="append", metavar="UID", help="the data set")
-    p.add_argument("--org-unit", metavar="UID", help="the org unit")
-    p.add_argument("--data-element", metavar="UID", help="the data element")
-    p.add_argument("--category-option-combo", metavar="UID", help="one combo (default: all)")
-    p.add_argument("--from", dest="start", help=argparse.SUPPRESS)  # refused in words
-    p.add_argument("--to", dest="end", help=argparse.SUPPRESS)
-    shown = p.add_mutually_exclusive_group()
-    shown.add_argument("--json", action="store_true", help="JSON (default when not a terminal)")
-    shown.add_argument("--summary", action="store_true", help="words (default on a terminal)")
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 import time
-from typing import IO, Any
+from typing import IO
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -171,17 +171,3 @@ def _print_report(
         print(f"problem: {where}{diagnosis.line()}", file=sys.stderr)
     for line in [f"{report.status}.", *summary.closing_lines(report, request)]:
         print(line, file=sys.stderr)
-
-
-def scope_fields(args: argparse.Namespace, **more: Any) -> dict[str, Any]:
-    """What the scope options (``--period``, ``--from``/``--to``, ``--data-set``,
-    ``--org-unit``) and ``more`` were given, by the request's field names."""
-    given = {
-        "period": args.period,
-        "from": args.start,
-        "to": args.end,
-        "dataSet": args.data_set,
-        "orgUnit": args.org_unit,
-        **more,
-    }
-    return {name: value for name, value in given.items() if value is not None}
