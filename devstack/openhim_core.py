@@ -1,11 +1,12 @@
 """The real OpenHIM core 8.5.0 for the dev stack, the demo and the tests.
 
-``python -m devstack.openhim_core install`` unpacks the release archive
-(``../shared/vendor/openhim-core-js-8.5.0.tar.gz``) into ``.cache/openhim-core-8.5.0/``
-and runs ``npm ci`` there (its ``prepare`` runs the babel build into ``lib/``),
-once per archive. ``OpenhimCore`` then runs it: SecantusDB (a MongoDB-wire server
-from PyPI; no MongoDB server package is reachable here) on a free loopback port in
-a temporary folder, and core on free loopback ports with alerts, reports and
+``python -m devstack.openhim_core install`` (or ``./dev.sh install demo``) unpacks the
+release archive (``../shared/vendor/openhim-core-js-8.5.0.tar.gz``) into the per-machine
+cache (``devstack/vendor.py``: ``~/.cache/cht-dhis2-mediator/openhim-core-8.5.0-KEY/``)
+and runs ``npm ci --ignore-scripts`` and ``npm run build`` (babel into ``lib/``) there,
+once per archive, recipe and Node major. ``OpenhimCore`` then runs it: SecantusDB (a
+MongoDB-wire server from PyPI; no MongoDB server package is reachable here) on a free
+loopback port in a temporary folder, and core on free loopback ports with alerts, reports and
 e-mail kept off the network. The mediator gets an OpenHIM user of its own in the
 ``admin`` group, made the way the console makes users, so it never uses root.
 """
@@ -34,28 +35,12 @@ import requests
 import urllib3
 
 from .net import free_port, wait_for
-from .vendor import Release, ensure, npm
-
-CORE = Release(
-    name="openhim-core-8.5.0",
-    archive="openhim-core-js-8.5.0.tar.gz",
-    sha256="4be3a23eb3869d4a04325ba2c11406144cd2770b7e552263d2a4ab95a16b72fd",
-    url="https://github.com/jembi/openhim-core-js/archive/refs/tags/v8.5.0.tar.gz",
-)
-
-
-def _build(src: Path) -> None:
-    npm(["ci"], src)  # prepare: babel src -> lib
-    # ssl-root-cas downloads Mozilla's CA list at every start unless this file exists
-    cas = src / "node_modules" / "ssl-root-cas"
-    shutil.copyfile(cas / "ssl-root-cas.js", cas / "ssl-root-cas-latest.js")
-    if not (src / "lib" / "server.js").exists():
-        raise SystemExit(f"npm ci in {src} built no lib/server.js")
+from .vendor import CORE, build_core, ensure
 
 
 def install() -> Path:
-    """Core unpacked and built in the cache (a no-op when it already is)."""
-    return ensure(CORE, _build)
+    """Core unpacked and built in the per-machine cache (a no-op when it already is)."""
+    return ensure(CORE, build_core)[0]
 
 
 ROOT_EMAIL = "root@openhim.org"
