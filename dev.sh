@@ -1,56 +1,35 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (Python 3.11, Node 20 with npm):
-#   ./dev.sh demo   install everything, then run the demo (the mediator's main job)
-#   ./dev.sh test   install everything, then run the whole test suite
-#   ./dev.sh install | lint | bench
+#   ./dev.sh demo [--keep]     install what the demo needs, then run it (the mediator's main job)
+#   ./dev.sh test [PYTEST...]  install everything, then lint, type checks and the whole test suite
+#   ./dev.sh install [demo|test|lint|console]   (default test: everything)
+#   ./dev.sh lint | bench | screenshot [PATH]
+# What each target installs, and where the logs and caches are: README, "Installing".
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
-# the status page's browser test drives Debian's Chromium (Playwright never downloads one)
-install_chromium() {
-  [ -x /usr/bin/chromium ] && return 0
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-    echo "dev.sh: /usr/bin/chromium is missing and cannot be installed here (needs root and apt-get);" \
-      "install Debian's chromium package, or the browser test skips (and fails under CI=true)" >&2
-    return 0
-  fi
-  echo "dev.sh: installing Debian's chromium for the status page's browser test..."
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
-    echo "dev.sh: could not install chromium with apt-get; the browser test will skip (fail under CI=true)" >&2
-  fi
-}
+# devstack/install.py runs on the system Python (standard library only) and makes .venv
+install() { "$PY" -m devstack.install "$@"; }
 
-install() {
-  install_chromium
-  if [ ! -x .venv/bin/python ]; then
-    "$PY" -m venv .venv
-  fi
-  # the stamp keeps repeat runs fast; it changes when pyproject.toml or package-lock.json change
-  local stamp
-  stamp=$(cat pyproject.toml package-lock.json | sha256sum | cut -c1-16)
-  if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ] || [ ! -x node_modules/.bin/pouchdb-server ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[test]'
-    npm ci --no-audit --no-fund --loglevel=error
-    echo "$stamp" > .venv/.installed
-  fi
-  # the real OpenHIM core 8.5.0 and console 1.18.2, built once per release archive
-  # into .cache/ (git-ignored); a no-op when already built
-  .venv/bin/python -m devstack.openhim_core install >/dev/null
-  .venv/bin/python -m devstack.openhim_console install >/dev/null
+lint() {
+  .venv/bin/ruff check mediator devstack tests benchmarks
+  .venv/bin/ruff format --check mediator devstack tests benchmarks
+  .venv/bin/mypy
 }
 
 case "${1:-}" in
-  install) install ;;
-  demo) install; shift; exec .venv/bin/python -m mediator demo "$@" ;;
-  test)
-    install; shift
-    .venv/bin/ruff check mediator devstack tests benchmarks
-    .venv/bin/ruff format --check mediator devstack tests benchmarks
-    .venv/bin/mypy
-    exec .venv/bin/python -m pytest "$@" ;;
-  lint) install; .venv/bin/ruff check mediator devstack tests benchmarks; .venv/bin/ruff format --check mediator devstack tests benchmarks; .venv/bin/mypy ;;
-  bench) install; shift; exec .venv/bin/python -m benchmarks.national "$@" ;;
-  *) echo "usage: ./dev.sh demo|test|install|lint|bench" >&2; exit 2 ;;
+  install) shift; install "${@:-test}" ;;
+  demo)
+    shift
+    # --keep leaves the stack running and serves the OpenHIM console: build it too
+    case " $* " in *" --keep "*) install demo console ;; *) install demo ;; esac
+    exec .venv/bin/python -m mediator demo "$@" ;;
+  test) shift; install test; lint; exec .venv/bin/python -m pytest "$@" ;;
+  lint) install lint; lint ;;
+  bench) shift; install demo; exec .venv/bin/python -m benchmarks.national "$@" ;;
+  screenshot)
+    shift; install test  # the console, Chromium and playwright (the test extra)
+    exec .venv/bin/python -m devstack.openhim_console screenshot "$@" ;;
+  *) echo "usage: ./dev.sh demo|test|install [demo|test|lint|console]|lint|bench|screenshot" >&2; exit 2 ;;
 esac
