@@ -127,7 +127,7 @@ def _vendored(
             folder, built = vendor.ensure(release, build, log)
         except SystemExit as exc:  # vendor's one-line reasons (npm failed, bad archive...)
             raise StepFailed(str(exc)) from None
-        print(f"built in {folder}", file=log)
+        print(f"{'built' if built else 'already built'} in {folder}", file=log)
         return "" if built else "cached"
 
     return step
