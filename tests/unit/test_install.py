@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,33 @@ def test_the_installer_imports_only_the_standard_library():
         text=True,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_two_installs_at_once_build_a_release_once_into_one_folder(checkout):
+    builds: list[Path] = []
+
+    def build(src: Path, log: object) -> None:
+        builds.append(src)
+        (src / "lib").mkdir()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(lambda _: vendor.ensure(vendor.CORE, build), range(2)))
+
+    assert len(builds) == 1
+    assert sorted(built for _, built in done) == [False, True]
+    assert done[0][0] == done[1][0] == vendor.CORE.folder
+    assert (vendor.CORE.folder / "lib").is_dir()
+    # only the finished folder and its lock: no temporary build folder is left
+    assert sorted(p.name for p in vendor.CORE.folder.parent.iterdir()) == [
+        vendor.CORE.folder.name,
+        vendor.CORE.folder.name + ".lock",
+    ]
+
+
+def test_another_recipe_or_node_builds_into_a_folder_of_its_own(checkout):
+    newer = dataclasses.replace(vendor.CORE, recipe=vendor.CORE.recipe + 1)
+    assert newer.folder != vendor.CORE.folder
+    assert vendor.CORE.key("v22") != vendor.CORE.key("v20")
+    assert vendor.CORE.folder.name == (
+        f"{vendor.CORE.name}-{vendor.CORE.sha256[:12]}-r{vendor.CORE.recipe}-node20"
+    )
