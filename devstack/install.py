@@ -88,6 +88,8 @@ def python_env(ctx: Context, log: IO[str]) -> str:
         stamp = json.loads(stamp_file.read_text())
     except (OSError, ValueError):
         stamp = {}
+    if not isinstance(stamp, dict):  # the bare hash the shell install wrote before
+        stamp = {}
     python = venv / "bin" / "python"
     if (
         python.exists()

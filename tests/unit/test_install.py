@@ -224,3 +224,12 @@ def test_another_recipe_or_node_builds_into_a_folder_of_its_own(checkout):
     assert vendor.CORE.folder.name == (
         f"{vendor.CORE.name}-{vendor.CORE.sha256[:12]}-r{vendor.CORE.recipe}-node20"
     )
+
+
+def test_a_venv_stamped_by_the_old_shell_install_is_reinstalled_once(checkout):
+    run(checkout, "demo")
+    (checkout / ".venv" / ".installed").write_text("1234567890123456")  # a bare hash
+    _, _, calls = run(checkout, "demo")
+    assert [c for c in calls if "pip install" in c] == ["venv-python -m pip install -e .[demo]"]
+    _, _, calls = run(checkout, "demo")
+    assert calls == []
