@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
@@ -33,6 +33,8 @@ from .history import RunHistory
 from .queue import MAX_WAITING, default_background
 from .render import EXPLAIN_PATH, STATUS_PAGE_HEADERS, coverage_csv
 from .runs import Background, Refused, Runner, RunService, Trigger
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,18 @@ def _table_request(formats: tuple[str, ...] = ("json", "csv")) -> tuple[str, Res
     return wanted, None
 
 
+def _asked(answer: Callable[[], T]) -> T | Response:
+    """``answer()``, or the one-line refusal a bad request (400) or the service (its
+    status: a busy queue, credentials) gives instead: /coverage's, /audit's and
+    /explain's shared way of saying no."""
+    try:
+        return answer()
+    except RunInputError as exc:
+        return _json(400, {"error": str(exc)})
+    except Refused as exc:
+        return _json(exc.status, {"error": exc.message})
+
+
 @views.route("/coverage", methods=["GET"])
 def coverage() -> Response:
     """``?period=…``: JSON, or CSV with ``format=csv``. Protected like /push: it
@@ -150,12 +164,9 @@ def coverage() -> Response:
     if refused is not None:
         return refused
     service = _service()
-    try:
-        tables = service.coverage(RunRequest.from_fields(_query(skip=("format",))))
-    except RunInputError as exc:
-        return _json(400, {"error": str(exc)})
-    except Refused as exc:
-        return _json(exc.status, {"error": exc.message})
+    tables = _asked(lambda: service.coverage(RunRequest.from_fields(_query(skip=("format",)))))
+    if isinstance(tables, Response):
+        return tables
     if wanted == "csv":
         return Response(coverage_csv(tables), content_type="text/csv; charset=utf-8")
     return _json(200, {"coverage": tables})
@@ -171,12 +182,9 @@ def audit() -> Response:
     if refused is not None:
         return refused
     service = _service()
-    try:
-        found = run_audit(service, RunRequest.from_fields(_query(skip=("format",))))
-    except RunInputError as exc:
-        return _json(400, {"error": str(exc)})
-    except Refused as exc:
-        return _json(exc.status, {"error": exc.message})
+    found = _asked(lambda: run_audit(service, RunRequest.from_fields(_query(skip=("format",)))))
+    if isinstance(found, Response):
+        return found
     if wanted == "csv":
         return Response(cells_csv(found.cells), content_type="text/csv; charset=utf-8")
     return Response(audit_json(service, found), content_type="application/json")
@@ -192,12 +200,9 @@ def explain() -> Response:
     if refused is not None:
         return refused
     service = _service()
-    try:
-        data = run_explain(service, _query(skip=("format",)))
-    except RunInputError as exc:
-        return _json(400, {"error": str(exc)})
-    except Refused as exc:
-        return _json(exc.status, {"error": exc.message})
+    data = _asked(lambda: run_explain(service, _query(skip=("format",))))
+    if isinstance(data, Response):
+        return data
     if wanted == "json":
         return Response(dumps(data), content_type="application/json")
     answer = Response(explain_page(data), content_type="text/html; charset=utf-8")
