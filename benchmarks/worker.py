@@ -161,26 +161,48 @@ def instrument() -> None:
                 setattr(cls, name, _timed(field, member))
 
 
-def bare_read(month: str) -> int:
-    """The floor: page the month's target docs as the reader does, decode, discard."""
-    session = requests.Session()
-    session.auth = (os.environ["CHT_USERNAME"], os.environ["CHT_PASSWORD"])
-    session.headers["Accept"] = "application/json"
+def _cht_session() -> requests.Session:
+    s = requests.Session()
+    s.auth = (os.environ["CHT_USERNAME"], os.environ["CHT_PASSWORD"])
+    s.headers["Accept"] = "application/json"
+    return s
+
+
+def _cht_base() -> str:
+    return f"{os.environ['CHT_URL']}/{os.environ.get('CHT_DB', 'medic')}"
+
+
+def _decoded(s: requests.Session, url: str, **kw: Any) -> Any:
+    """One CHT answer, decoded as the mediator decodes it (orjson), and counted; a body
+    (``json=``) makes it a POST."""
+    response = s.request("POST" if "json" in kw else "GET", url, timeout=120, **kw)
+    response.raise_for_status()
+    _add("cht_requests", 1)
+    return orjson.loads(response.content)
+
+
+def _target_pages(s: requests.Session, month: str) -> Iterator[list[Any]]:
+    """The month's target docs, page by page as the reader asks for them (``_all_docs``
+    with the docs, one row more than a page to learn where the next one starts)."""
     size = int(os.environ.get("CHT_PAGE_SIZE", "1000"))
-    url = f"{os.environ['CHT_URL']}/{os.environ.get('CHT_DB', 'medic')}/_all_docs"
     prefix = f"target~{month}~"
     start, end = json.dumps(prefix), json.dumps(prefix + "\ufff0")
     while True:
         params = {"startkey": start, "endkey": end, "include_docs": "true", "limit": str(size + 1)}
-        response = session.get(url, params=params, timeout=120)
-        response.raise_for_status()
-        rows = orjson.loads(response.content)["rows"]
-        CLOCK.cht_requests += 1
-        CLOCK.pages += 1
-        CLOCK.target_docs += len(rows[:size])
+        rows = _decoded(s, f"{_cht_base()}/_all_docs", params=params)["rows"]
+        _add("pages", 1)
+        _add("target_docs", len(rows[:size]))
+        yield rows[:size]
         if len(rows) <= size:
-            return 0
+            return
         start = json.dumps(rows[size]["id"])
+
+
+def bare_read(month: str) -> int:
+    """The floor: page the month's target docs as the reader does, decode, discard."""
+    for _ in _target_pages(_cht_session(), month):
+        pass
+    return 0
 
 
 def same_queries(month: str) -> int:
@@ -189,51 +211,29 @@ def same_queries(month: str) -> int:
     view's ids, then their docs by ``_bulk_get``) on this thread; meanwhile the month's
     pages on a thread of their own, each page's owners asked for (``_bulk_get``, owner
     batch at a time, each owner once) as soon as it is read, as the mediator asks."""
-    base = f"{os.environ['CHT_URL']}/{os.environ.get('CHT_DB', 'medic')}"
+    base = _cht_base()
     batch = int(os.environ.get("CHT_OWNER_BATCH", "500"))
-
-    def session() -> requests.Session:
-        s = requests.Session()
-        s.auth = (os.environ["CHT_USERNAME"], os.environ["CHT_PASSWORD"])
-        s.headers["Accept"] = "application/json"
-        return s
-
-    def get(s: requests.Session, url: str, **kw: Any) -> Any:
-        response = s.request("POST" if "json" in kw else "GET", url, timeout=120, **kw)
-        response.raise_for_status()
-        _add("cht_requests", 1)
-        return orjson.loads(response.content)
 
     def docs(s: requests.Session, ids: list[str]) -> None:
         for at in range(0, len(ids), batch):
             body = {"docs": [{"id": i} for i in ids[at : at + batch]]}
-            get(s, f"{base}/_bulk_get", json=body)
+            _decoded(s, f"{base}/_bulk_get", json=body)
 
     def pages() -> None:
-        s, seen = session(), set()
-        size = int(os.environ.get("CHT_PAGE_SIZE", "1000"))
-        prefix = f"target~{month}~"
-        start, end = json.dumps(prefix), json.dumps(prefix + "\ufff0")
-        while True:
-            params = {"startkey": start, "endkey": end, "include_docs": "true"}
-            rows = get(s, f"{base}/_all_docs", params={**params, "limit": str(size + 1)})["rows"]
-            owners = [r["doc"].get("owner") for r in rows[:size] if isinstance(r.get("doc"), dict)]
+        s, seen = _cht_session(), set()
+        for rows in _target_pages(s, month):
+            owners = [r["doc"].get("owner") for r in rows if isinstance(r.get("doc"), dict)]
             fresh = list(dict.fromkeys(o for o in owners if isinstance(o, str) and o not in seen))
             seen.update(fresh)
             docs(s, fresh)
-            _add("pages", 1)
-            _add("target_docs", len(rows[:size]))
-            if len(rows) <= size:
-                return
-            start = json.dumps(rows[size]["id"])
 
     paged = threading.Thread(target=pages)
-    main_session = session()
-    get(main_session, f"{base}/settings")
+    main_session = _cht_session()
+    _decoded(main_session, f"{base}/settings")
     paged.start()
-    get(main_session, f"{base}/")
+    _decoded(main_session, f"{base}/")
     view = "_design/medic-admin/_view/contacts_by_dhis_orgunit"
-    ids = list(dict.fromkeys(r["id"] for r in get(main_session, f"{base}/{view}")["rows"]))
+    ids = list(dict.fromkeys(r["id"] for r in _decoded(main_session, f"{base}/{view}")["rows"]))
     docs(main_session, ids)
     paged.join()
     return 0
