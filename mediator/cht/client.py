@@ -379,15 +379,15 @@ class PageStream:
         # the second page, read right after the first (the pool has one worker);
         # None once handed over
         self.second: Future[tuple[list[Any], str | None, bool]] | None = self.pool.submit(
-            self._read_second
+            self._read_second, self.ahead
         )
 
-    def _read_second(self) -> tuple[list[Any], str | None, bool]:
-        """The page after the first, if there is one (an empty page when not, or when the
-        first failed: its error surfaces where the first is asked for). ``on_page`` sees
-        it here only if it saw the first: pages reach it in order."""
-        assert self.ahead is not None
-        first = self.ahead
+    def _read_second(
+        self, first: Future[tuple[list[Any], str | None, bool]]
+    ) -> tuple[list[Any], str | None, bool]:
+        """The page after the ``first``, if there is one (an empty page when not, or when
+        the first failed: its error surfaces where the first is asked for). ``on_page``
+        sees it here only if it saw the first: pages reach it in order."""
         if first.exception() is not None:
             return [], None, True
         _, after, seen = first.result()
