@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -76,6 +77,18 @@ def dhis2_peer(settings: Dhis2Settings) -> Peer:
     )
 
 
+@dataclass
+class _Known:
+    """What a run's client (and its forks) read from DHIS2 once, and whether it stopped."""
+
+    info: SystemInfo | None = None
+    me: Me | None = None
+    meta: dict[str, DataSetMeta | None] = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
+    exceptions: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)
+    stopped: PeerError | None = None
+
+
 class Dhis2Client:
     """Talks to one DHIS2 instance for the life of one run (metadata is cached)."""
 
@@ -91,15 +104,28 @@ class Dhis2Client:
             dhis2_peer(settings), transport=transport, recorder=recorder, sleep=sleep
         )
         self.safe_url = self.http.peer.display_url
-        self._info: SystemInfo | None = None
-        self._meta: dict[str, DataSetMeta | None] = {}
         self._configured_user = settings.username if settings.token is None else None
-        self._me: Me | None = None
-        self._settings: dict[str, object] = {}
-        self._exceptions: dict[tuple[str, str], frozenset[str] | None] = {}
-        # DHIS2 unreachable past the retry budget, or refusing the credentials: every
-        # later call would fail the same way, so the run stops (pipeline)
-        self.stopped: PeerError | None = None
+        self._known = _Known()
+
+    def fork(self) -> Dhis2Client:
+        """A client of the same DHIS2 for another thread (``run.push`` reads the next
+        batch while this one posts), on a connection of its own: what one has read once
+        the other knows, and a stop either meets stops both."""
+        forked = Dhis2Client(self.settings, sleep=self.http.sleep)
+        forked.http.close()
+        forked.http = self.http.fork()
+        forked._known = self._known
+        return forked
+
+    @property
+    def stopped(self) -> PeerError | None:
+        """DHIS2 unreachable past the retry budget, or refusing the credentials: every
+        later call would fail the same way, so the run stops (``run.pipeline``)."""
+        return self._known.stopped
+
+    @stopped.setter
+    def stopped(self, cause: PeerError | None) -> None:
+        self._known.stopped = cause
 
     def __enter__(self) -> Dhis2Client:
         return self
@@ -140,15 +166,15 @@ class Dhis2Client:
         return response
 
     def _fail(self, response: requests.Response, what: str) -> PeerError:
-        version = self._info.version if self._info is not None else None
+        version = self._known.info.version if self._known.info is not None else None
         return failure(response, what, self.http.where_of(response.url or ""), version)
 
     # -- the server ---------------------------------------------------------------------
 
     def system_info(self) -> SystemInfo:
         """``GET /api/system/info``: version and server date, read once per client."""
-        if self._info is not None:
-            return self._info
+        if self._known.info is not None:
+            return self._known.info
         response = self._send("GET", "/api/system/info", name="DHIS2 system info")
         body = json_or_none(response)
         if response.status_code != 200:
@@ -165,7 +191,7 @@ class Dhis2Client:
             major, minor, patch = parse_version(body["version"])
         except ValueError as exc:
             raise BadShape("DHIS2", f"DHIS2 at {self.safe_url}: {exc}") from None
-        self._info = SystemInfo(
+        self._known.info = SystemInfo(
             version=body["version"],
             major=major,
             minor=minor,
@@ -174,13 +200,13 @@ class Dhis2Client:
             calendar=body.get("calendar") if isinstance(body.get("calendar"), str) else None,
             revision=body.get("revision") if isinstance(body.get("revision"), str) else None,
         )
-        return self._info
+        return self._known.info
 
     def me(self) -> Me:
         """``GET /api/me``: who the mediator writes as (``storedBy`` of what it pushed) and
         its authorities, read once. 2.36/2.37 name the user only in ``userCredentials``,
         2.42 only at the top level (2.36.13.2 User.java:300; 2.41.0 MeDto.java:61-101)."""
-        if self._me is None:
+        if self._known.me is None:
             response = self._send(
                 "GET",
                 "/api/me",
@@ -191,11 +217,11 @@ class Dhis2Client:
             body = body if isinstance(body, dict) else {}
             name = body.get("username") or (body.get("userCredentials") or {}).get("username")
             authorities = body.get("authorities")
-            self._me = Me(
+            self._known.me = Me(
                 username=str(name) if name else self._configured_user,
                 authorities=frozenset(authorities) if isinstance(authorities, list) else None,
             )
-        return self._me
+        return self._known.me
 
     def username(self) -> str | None:
         """The DHIS2 user the mediator writes as: the configured name with Basic auth,
@@ -207,14 +233,14 @@ class Dhis2Client:
         not assigned to the data set are refused, E7636), read once; None when DHIS2 does
         not say (``GET /api/systemSettings/{key}``: ``{key: value}``)."""
         key = "keyDataImportStrictOrganisationUnits"
-        if key not in self._settings:
+        if key not in self._known.settings:
             response = self._send("GET", f"/api/systemSettings/{key}", name=f"DHIS2 {key}")
             body = json_or_none(response) if response.status_code == 200 else None
             value = body.get(key) if isinstance(body, dict) else None
             if isinstance(value, str):
                 value = {"true": True, "false": False}.get(value.lower())
-            self._settings[key] = value if isinstance(value, bool) else None
-        found = self._settings[key]
+            self._known.settings[key] = value if isinstance(value, bool) else None
+        found = self._known.settings[key]
         return found if isinstance(found, bool) else None
 
     def lock_exceptions(self, data_set: str, period: str) -> frozenset[str] | None:
@@ -222,7 +248,7 @@ class Dhis2Client:
         open there (``GET /api/lockExceptions``; 2.36.13.2 DVSS:1609-1613, 2.42.5.2
         VAL:850-856). None when DHIS2 does not let this user read them."""
         key = (data_set, period)
-        if key not in self._exceptions:
+        if key not in self._known.exceptions:
             response = self._send(
                 "GET",
                 "/api/lockExceptions",
@@ -236,7 +262,7 @@ class Dhis2Client:
             )
             body = json_or_none(response) if response.status_code == 200 else None
             rows = body.get("lockExceptions") if isinstance(body, dict) else None
-            self._exceptions[key] = (
+            self._known.exceptions[key] = (
                 frozenset(
                     str((row.get("organisationUnit") or {}).get("id"))
                     for row in rows
@@ -248,7 +274,7 @@ class Dhis2Client:
                 if isinstance(rows, list)
                 else None
             )
-        return self._exceptions[key]
+        return self._known.exceptions[key]
 
     # -- metadata -----------------------------------------------------------------------
 
@@ -260,8 +286,8 @@ class Dhis2Client:
     def data_set(self, data_set: str) -> DataSetMeta | None:
         """``GET /api/dataSets/{id}?fields=…``: the data set as preflight needs it (one
         request, cached); None when DHIS2 has no such data set (or hides it)."""
-        if data_set in self._meta:
-            return self._meta[data_set]
+        if data_set in self._known.meta:
+            return self._known.meta[data_set]
         response = self._send(
             "GET",
             f"/api/dataSets/{quote(data_set, safe='')}",
@@ -269,7 +295,7 @@ class Dhis2Client:
             params=[("fields", DATA_SET_FIELDS)],
         )
         if response.status_code == 404:
-            self._meta[data_set] = None
+            self._known.meta[data_set] = None
             return None
         body = json_or_none(response)
         if response.status_code != 200 or not isinstance(body, dict):
@@ -277,14 +303,16 @@ class Dhis2Client:
         try:
             meta = DataSetMeta.model_validate(body)
         except ValidationError as exc:
-            version = self._info.version if self._info is not None else "(version unknown)"
+            version = (
+                self._known.info.version if self._known.info is not None else "(version unknown)"
+            )
             raise BadShape(
                 "DHIS2",
                 f"DHIS2 {version} at {self.safe_url} answered GET /api/dataSets/{data_set} "
                 f"(the data set's metadata) with JSON in a shape DHIS2 does not send: "
                 f"{shape_problems(exc)}",
             ) from None
-        self._meta[data_set] = meta
+        self._known.meta[data_set] = meta
         return meta
 
     # -- data values --------------------------------------------------------------------

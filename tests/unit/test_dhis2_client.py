@@ -210,6 +210,29 @@ def test_a_redirect_to_the_login_page_is_an_auth_error_and_is_not_followed(
     assert len(mock.calls) == 1
 
 
+def test_a_fork_for_another_thread_knows_what_was_read_and_stops_with_the_client(
+    mock: responses.RequestsMock,
+) -> None:
+    """``run.push`` reads the next batch on a fork while this one posts: the fork asks
+    nothing already known, and refused credentials on either side are never sent again
+    by the other (repeating them can lock the DHIS2 account)."""
+    serve_dhis2(mock)
+    h = Harness(mock)
+    version = h.client.system_info().version
+    fork = h.client.fork()
+    assert fork.system_info().version == version
+    assert len(mock.calls) == 1  # the fork did not ask again
+    mock.replace(
+        responses.GET, META, status=401, json=example("constructed_401_basic_bad_credentials.json")
+    )
+    with pytest.raises(CredentialsRefused):
+        fork.data_set(DS)
+    asked = len(mock.calls)
+    with pytest.raises(CredentialsRefused):
+        h.client.data_set(DS)  # the client stops too, without sending them again
+    assert len(mock.calls) == asked and h.client.stopped is fork.stopped
+
+
 @pytest.mark.parametrize(
     ("status", "name", "words"),
     [
