@@ -6,6 +6,7 @@ jobs.py       step 1: the (data set, period) pairs, and what each holds
 read.py       step 2: CHT read and aggregated, each month once, group by group
 pipeline.py   the run, top to bottom (execute, compute)
 push.py       steps 3 to 5 for one (data set, period): preflight, read DHIS2, plan
+ahead.py      the next batch read and planned on a helper thread while one posts
 post.py       steps 6 and 7: post in chunks, map import summaries to rows
 results.py    a (data set, period)'s result put together
 locks.py      runs never interleave on a (DHIS2, data set, period)

@@ -12,7 +12,8 @@ builds a ``RunRequest`` (``request``), ``execute`` returns a ``RunReport``.
 
 Steps 3 to 7 are one (data set, period) at a time (``push.push_job``); an audit
 (``audit.audit``) is the same run stopped after step 5, each plan handed to it. A data set is
-pushed in batches of org units (memory holds one batch of values) and then swept:
+pushed in batches of org units (memory holds one batch of values, and the next, read
+and planned on a helper thread while this one posts: ``run.ahead``) and then swept:
 values this integration stored at org units CHT no longer maps are cleared. DHIS2
 unreachable past its retry budget, or refusing the credentials, stops the run: the
 rest is reported as not attempted, and nothing is retried in vain.

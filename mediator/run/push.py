@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TypedDict, Unpack
 
 from mediator.dhis2.answers import StoredValues
 from mediator.dhis2.client import Dhis2Client
@@ -28,6 +29,7 @@ from mediator.model.report import DataSetResult, Finding, OrgUnitCoverage, Rejec
 from mediator.model.values import DataValue, utcnow
 from mediator.settings.config import RuntimeConfig
 
+from .ahead import Ahead
 from .jobs import Job
 from .post import count_plan, post_plan, register_completeness
 from .results import add_part, base_result, describe, not_pushed, note_unreadable
@@ -99,7 +101,10 @@ def push_job(
     compare: Compare | None = None,
 ) -> DataSetResult:
     """Steps 3–7 for one job, org units in batches, then the sweep of stale org units
-    and, when asked, the completeness registration (``compare``: steps 3–5 only)."""
+    and, when asked, the completeness registration (``compare``: steps 3–5 only).
+
+    While a batch is posted, the next one is read and planned (``run.ahead``): its org units
+    are not the ones being posted, so what DHIS2 holds there cannot change meanwhile."""
     if job.problem or job.read_error:
         return describe(job, not_pushed(job, dry_run))
     agg = job.merged
@@ -107,38 +112,10 @@ def push_job(
     scope = [ou for ou in agg.org_units if ou not in held_back]
     mapped = [m.row for m in agg.mappings]
     result = base_result(job, dry_run)
-    parts: list[DataSetResult] = []
-    for batch in chunks(scope, ORG_UNITS_PER_PUSH) or [[]]:  # none: the preflight still speaks
-        rows = agg.data_values(units=batch)
-        result.values_computed += len(rows)
-        part = push(
-            dhis2,
-            job.data_set,
-            job.period.iso,
-            rows,
-            dry_run=dry_run,
-            scope_org_units=list(batch),
-            mapped=mapped,
-            compare=compare,
-        )
-        parts.append(add_part(result, part))
-        if part.status == "error" and not part.values_sent:
-            break  # a data set problem (preflight, credentials): the other batches fail too
     # an org unit CHT no longer maps keeps no stale numbers, unless one was asked for or
     # coverage holds some back (then "not produced" does not mean "gone")
-    if agg.org_unit is None and not held_back and parts[-1].status != "error":
-        sweep = push(
-            dhis2,
-            job.data_set,
-            job.period.iso,
-            [],
-            dry_run=dry_run,
-            mapped=mapped,
-            sweep_assigned=True,
-            owned_org_units=agg.org_units,
-            compare=compare,
-        )
-        parts.append(add_part(result, sweep))
+    steps = _Steps(job, scope, mapped, dry_run, sweeping=agg.org_unit is None and not held_back)
+    parts = _run_steps(dhis2, steps, result, compare)
     result.status = rollup([p.status for p in parts if p.status != "skipped"])
     for cov in job.coverage:
         cov.held = cov.orgUnit in held_back
@@ -148,6 +125,98 @@ def push_job(
     return describe(job, result)
 
 
+@dataclass
+class _Steps:
+    """A job's batches of org units, then the sweep when there is one: each step is
+    prepared on whichever client is given (the run's, or ``Ahead``'s fork)."""
+
+    job: Job
+    scope: list[str]
+    mapped: list[tuple[str, str | None, str | None]]
+    dry_run: bool
+    sweeping: bool
+
+    def __post_init__(self) -> None:
+        self.batches = chunks(self.scope, ORG_UNITS_PER_PUSH) or [[]]  # none: preflight speaks
+
+    def __len__(self) -> int:
+        return len(self.batches) + self.sweeping
+
+    def __call__(self, client: Dhis2Client, step: int) -> Prepared:
+        ds, period, agg = self.job.data_set, self.job.period.iso, self.job.merged
+        if step == len(self.batches):  # the sweep
+            return prepare(
+                client,
+                ds,
+                period,
+                [],
+                dry_run=self.dry_run,
+                mapped=self.mapped,
+                sweep_assigned=True,
+                owned_org_units=agg.org_units,
+            )
+        batch = list(self.batches[step])
+        rows = agg.data_values(units=batch)
+        return prepare(
+            client,
+            ds,
+            period,
+            rows,
+            dry_run=self.dry_run,
+            scope_org_units=batch,
+            mapped=self.mapped,
+        )
+
+
+def _run_steps(
+    dhis2: Dhis2Client, steps: _Steps, result: DataSetResult, compare: Compare | None
+) -> list[DataSetResult]:
+    """Each step posted (or compared) in turn, the next one prepared meanwhile."""
+    parts: list[DataSetResult] = []
+    last_batch = len(steps.batches) - 1
+    with Ahead[Prepared](dhis2) as ahead:
+        ready = steps(dhis2, 0)
+        for step in range(len(steps)):
+            following = step + 1 < len(steps)
+            if following and ready.plan is not None:  # the next step meanwhile
+                ahead.start(steps, step + 1)
+            part = finish(dhis2, ready, steps.dry_run, compare)
+            parts.append(add_part(result, part))
+            if step <= last_batch:
+                result.values_computed += part.values_computed
+            if part.status == "error" and (not part.values_sent or step == last_batch):
+                # a data set problem (preflight, credentials): the other batches fail too;
+                # or the last batch failed: no sweep
+                break
+            if following:
+                ready = ahead.take() if ahead.started else steps(dhis2, step + 1)
+    return parts
+
+
+@dataclass
+class Prepared:
+    """One batch through steps 3 to 5 (``prepare``): its result so far, and the plan to
+    post (``plan``), or none when the preflight blocked it or DHIS2 failed."""
+
+    result: DataSetResult
+    compared: Compared | None = None
+    nothing_to_do: bool = False
+
+    @property
+    def plan(self) -> PushPlan | None:
+        return self.compared.plan if self.compared else None
+
+
+class Scope(TypedDict, total=False):
+    """Where a push (or its ``prepare``) makes DHIS2 hold the rows, besides their own
+    org units (``push``)."""
+
+    scope_org_units: list[str] | None
+    mapped: Iterable[tuple[str, str | None, str | None]] | None
+    sweep_assigned: bool
+    owned_org_units: Iterable[str]
+
+
 def push(
     dhis2: Dhis2Client,
     data_set: str,
@@ -155,11 +224,8 @@ def push(
     rows: list[DataValue],
     *,
     dry_run: bool = False,
-    scope_org_units: list[str] | None = None,
-    mapped: Iterable[tuple[str, str | None, str | None]] | None = None,
-    sweep_assigned: bool = False,
-    owned_org_units: Iterable[str] = (),
     compare: Compare | None = None,
+    **scope: Unpack[Scope],
 ) -> DataSetResult:
     """Make DHIS2 hold exactly these rows for the mapped keys in scope (steps 3–7).
 
@@ -168,10 +234,27 @@ def push(
     never touched. With ``sweep_assigned``, the org units assigned to the data set that
     CHT no longer maps are in scope too, but there only values this integration user
     stored (``storedBy``) are cleared: a number a person typed is left alone.
-    ``owned_org_units`` are org units CHT maps that other batches push. Never raises a
-    DHIS2 failure: it is reported in the result. ``compare`` takes the plan instead of
+    ``owned_org_units`` are org units CHT maps that other batches push;
+    ``scope_org_units``, org units in scope without a row. Never raises a DHIS2
+    failure: it is reported in the result. ``compare`` takes the plan instead of
     posting it.
     """
+    ready = prepare(dhis2, data_set, period, rows, dry_run=dry_run, **scope)
+    return finish(dhis2, ready, dry_run, compare)
+
+
+def prepare(
+    dhis2: Dhis2Client,
+    data_set: str,
+    period: str,
+    rows: list[DataValue],
+    *,
+    dry_run: bool = False,
+    **where: Unpack[Scope],
+) -> Prepared:
+    """Steps 3 to 5 of ``push``: the preflight, what DHIS2 holds in scope, the plan.
+    Posts nothing; a DHIS2 failure is in the result."""
+    mapped = where.get("mapped")
     result = DataSetResult(
         data_set=data_set, period=period, dry_run=dry_run, values_computed=len(rows)
     )
@@ -183,9 +266,11 @@ def push(
         if pre.blocked:
             result.status = "error"
             result.error = pre.blocking[0].message
-            return result
-        scope = list(dict.fromkeys([r.orgUnit for r in rows] + list(scope_org_units or [])))
-        swept = _swept(dhis2, data_set, scope, owned_org_units) if sweep_assigned else []
+            return Prepared(result)
+        extra = where.get("scope_org_units") or []
+        scope = list(dict.fromkeys([r.orgUnit for r in rows] + list(extra)))
+        owned = where.get("owned_org_units", ())
+        swept = _swept(dhis2, data_set, scope, owned) if where.get("sweep_assigned") else []
         stored, unread = read_stored(  # 4.
             dhis2, data_set, period, scope + swept, pre.default_coc, result
         )
@@ -198,15 +283,42 @@ def push(
             protected={_key(r, pre.default_coc) for r in pre.rejected},
             unread=unread - set(swept),  # unreadable there: nothing of ours is known to clear
         )
-        if compare is not None:  # an audit: the plan is the answer, nothing is posted
-            compare(Compared(data_set, period, plan, pre.default_coc, stored, held_values, unread))
-            count_plan(plan, result)
-            return result
-        post_plan(dhis2, data_set, plan, dry_run, result, nothing_to_do=not rows)  # 6. and 7.
     except PeerError as exc:
-        result.status, result.error = "error", str(exc)
-        result.error_status, result.error_kind = exc.status, exc.kind
+        _failed(result, exc)
+        return Prepared(result)
+    compared = Compared(data_set, period, plan, pre.default_coc, stored, held_values, unread)
+    return Prepared(result, compared, nothing_to_do=not rows)
+
+
+def finish(
+    dhis2: Dhis2Client, ready: Prepared, dry_run: bool, compare: Compare | None = None
+) -> DataSetResult:
+    """Steps 6 and 7 of ``push`` for a prepared batch: its plan posted, or handed to
+    ``compare`` (an audit: nothing is posted). A DHIS2 failure is in the result."""
+    result, compared = ready.result, ready.compared
+    if compared is None:
+        return result
+    if compare is not None:  # an audit: the plan is the answer, nothing is posted
+        compare(compared)
+        count_plan(compared.plan, result)
+        return result
+    try:  # 6. and 7.
+        post_plan(
+            dhis2,
+            result.data_set,
+            compared.plan,
+            dry_run,
+            result,
+            nothing_to_do=ready.nothing_to_do,
+        )
+    except PeerError as exc:
+        _failed(result, exc)
     return result
+
+
+def _failed(result: DataSetResult, exc: PeerError) -> None:
+    result.status, result.error = "error", str(exc)
+    result.error_status, result.error_kind = exc.status, exc.kind
 
 
 def _swept(dhis2: Dhis2Client, data_set: str, scope: list[str], owned: Iterable[str]) -> list[str]:

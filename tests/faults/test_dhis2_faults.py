@@ -10,14 +10,26 @@ did not); and the next run completes the job without writing any value twice.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 
 from devstack import deployment as dep
 from devstack.dhis2_standin import Dhis2StandIn, Fault
+from devstack.dhis2_standin.store import StoredValue
 from devstack.net import free_port
 
-from .helpers import couch_config, held, push, rejected_keys, writes
+from .helpers import (
+    DEFAULT,
+    DHIS2_PERIOD,
+    couch_config,
+    held,
+    new_db,
+    oracle,
+    push,
+    rejected_keys,
+    writes,
+)
 
 POSTS = "/api/dataValueSets"
 
@@ -257,3 +269,32 @@ def test_an_answer_lost_after_dhis2_stored_the_chunk_is_retried_and_the_values_s
     assert sorted(set(writes(d2).values())) in ([1, 2], [1])
     again = push(couch_config(couch, base_db, d2))
     assert sum(r.values_sent for r in again.results) == 0
+
+
+def test_a_batch_that_fails_is_not_followed_by_the_sweep_read_ahead_meanwhile(couch, d2):
+    """While a batch posts, the sweep (values this integration stored at org units CHT
+    no longer maps) is read and planned ahead. When the batch fails, that plan is
+    dropped: nothing is cleared on a run that could not deliver; the next run clears."""
+    db = new_db(couch)
+    s = couch.session()
+    chu2 = s.get(f"{couch.url}/{db}/chu-2").json()
+    del chu2["dhis"]  # CHU 2 no longer feeds DHIS2
+    s.put(f"{couch.url}/{db}/chu-2", json=chu2).raise_for_status()
+    gone = dep.OU_CHU[1]
+    when = datetime(2024, 2, 1)
+    stale = StoredValue(
+        dep.DE_BIRTHS, DHIS2_PERIOD, gone, DEFAULT, DEFAULT, "7", None, False, "admin", when, when
+    )
+    d2.store.put(stale)
+    jobs = 2  # the two data sets of the month
+    d2.faults.add(Fault("status", POSTS, count=3 * jobs, method="POST", status=500))
+    report = push(couch_config(couch, db, d2))
+    assert report.status == "Failed", report.model_dump_json(indent=1)
+    assert all("HTTP 500" in r.error for r in report.results)
+    assert len(d2.store.posts(POSTS)) == 3 * jobs  # each batch's 3 attempts; no sweep post
+    assert held(d2)[stale.key] == "7"  # not cleared by a run that delivered nothing
+    d2.faults.clear()
+    again = push(couch_config(couch, db, d2))
+    assert again.status == "Successful", again.model_dump_json(indent=1)
+    assert stale.key not in held(d2)
+    assert held(d2) == oracle(couch, db)

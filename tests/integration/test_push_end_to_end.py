@@ -7,8 +7,10 @@ computed: DHIS2 must hold exactly those values, nothing twice, nothing stale.
 from __future__ import annotations
 
 import copy
+import threading
 from datetime import UTC, datetime
 
+import flask
 import pytest
 
 from devstack import deployment as dep
@@ -243,5 +245,49 @@ def test_pushing_in_batches_of_org_units_gives_the_same_result(couch, cht_db, mo
         assert third.status == "Successful"
         assert not [k for k in held(d2) if k[2] == dep.OU_CHU[1]]
         assert held(d2) == expected(cfg)
+    finally:
+        d2.stop()
+
+
+def test_the_next_batch_is_read_while_this_one_posts(couch, cht_db, monkeypatch):
+    """While a batch's values are posted, the next batch's are read and planned, on a
+    connection of their own: the stand-in holds the first POST until the second read
+    of stored values has arrived (or 10 s; one after another, it would come only after
+    the POST). DHIS2 ends as after batches run one by one, and each read is tagged
+    with its (data set, period) in the transaction."""
+    import mediator.run.push
+
+    monkeypatch.setattr(mediator.run.push, "ORG_UNITS_PER_PUSH", 2)  # 2 org units a batch
+    d2 = Dhis2StandIn(version="2.41.1")
+    reads, second_read = [0], threading.Event()
+    overlapped: list[bool] = []  # had the second batch's read come when the first POST did?
+
+    @d2.app.before_request
+    def hold_the_first_post() -> None:
+        if not flask.request.path.endswith("/dataValueSets"):
+            return
+        if flask.request.method == "GET":
+            reads[0] += 1
+            if reads[0] == 2:  # the first batch's read is the first (one read per batch)
+                second_read.set()
+        elif not overlapped:
+            overlapped.append(second_read.wait(timeout=10))
+
+    d2.start()
+    try:
+        cfg = config(couch, cht_db, d2)
+        report = execute(RunRequest(periods=[JAN]), cfg)
+        assert overlapped == [True], "the next batch was read only after this one posted"
+        assert report.status == "Successful", report.model_dump_json(indent=1)
+        assert held(d2) == expected(cfg)
+        reads = [
+            ex
+            for ex in report.exchanges
+            if ex.method == "GET" and ex.path.endswith("/api/dataValueSets")
+        ]
+        assert len(reads) >= 2 * 3  # two data sets, three batches each
+        assert all(
+            (ex.data_set, ex.period) in {(ds, JAN.dhis2) for ds in report.data_sets} for ex in reads
+        )
     finally:
         d2.stop()
