@@ -253,12 +253,16 @@ class Runner:
         measured = self.tmp / f"{self.runs:03d}-{name}.launch.json"
         launch = [sys.executable, "-m", "benchmarks.launch", str(measured), *argv]
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            server0 = self.server.seconds()
+            server0, standin0 = self.server.seconds(), time.process_time()
             subprocess.run(launch, cwd=ROOT, env=env, stdout=out, stderr=err, check=False)
             server = self.server.seconds() - server0
+            # the DHIS2 stand-in serves from threads of this process, which meanwhile
+            # only waits for the command: this process's CPU is DHIS2's own work
+            standin = time.process_time() - standin0
         result: dict[str, Any] = {
             **json.loads(measured.read_text()),
             "cht_server_cpu_seconds": server,
+            "dhis2_server_cpu_seconds": standin if self.standin is not None else None,
             "stdout": str(out_path),
         }
         wall = result["wall_seconds"]
@@ -561,6 +565,8 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
             row.update(
                 wait_cht_s=_median(runs[key], "wait_cht"),
                 wait_dhis2_s=_median(runs[key], "wait_dhis2"),
+                wait_ahead_s=_median(runs[key], "wait_ahead"),
+                dhis2_server_cpu_s=_median(runs[key], "dhis2_server_cpu_seconds"),
                 cht_requests=runs[key][0]["cht_requests"],
                 pages=runs[key][0]["pages"],
                 target_docs=runs[key][0]["target_docs"],
@@ -619,6 +625,7 @@ def targets(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
             None if export_over_cold is None else export_over_cold >= 1.5,
         ),
         "push cold / (preview cold + its DHIS2 wait)": _push_target(t),
+        "push cold / (preview cold + DHIS2's CPU)": _push_target(t, "dhis2_server_cpu_s"),
         "preview cold / its CHT queries alone": (cold.get("over_same_queries"), "(floor)", None),
         "peak RSS, preview and push 1 month (MB)": (peak, "<= 150", peak <= 150),
         "RSS growth, 2x docs: preview / push": (
@@ -643,13 +650,22 @@ def targets(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: {"value": v, "target": want, "met": ok} for name, (v, want, ok) in found.items()}
 
 
-def _push_target(t: dict[str, Any]) -> tuple[float | None, str, bool | None]:
+def _push_target(
+    t: dict[str, Any], dhis2: str = "wait_dhis2_s"
+) -> tuple[float | None, str, bool | None]:
     """Issue 22: a one-month push cold takes no longer than its preview cold plus the
-    time it waits on DHIS2 (its main thread's), and 10 %."""
+    time DHIS2 takes, and 10 %. That time is, by default, what the main thread waits on
+    DHIS2: in its calls, and for the next batch read ahead on a helper thread
+    (``wait_ahead_s``); the reads it overlaps with posts are in neither. Hence also
+    against the stand-in's own CPU meanwhile (``dhis2_server_cpu_s``), which counts
+    every request DHIS2 served, overlapped or not."""
     push, preview = t.get("push_cold"), t.get("preview_cold")
-    if not push or not preview or push.get("wait_dhis2_s") is None:
+    if not push or not preview or push.get(dhis2) is None:
         return None, "<= 1.1", None
-    ratio = round(push["wall_s"] / (preview["wall_s"] + push["wait_dhis2_s"]), 3)
+    took = push[dhis2]
+    if dhis2 == "wait_dhis2_s":
+        took += push.get("wait_ahead_s") or 0.0
+    ratio = round(push["wall_s"] / (preview["wall_s"] + took), 3)
     return ratio, "<= 1.1", _le(ratio, TARGETS["push_over_preview_and_dhis2_max"])
 
 
@@ -698,8 +714,8 @@ def table(out: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"{'push, main thread':<28}{'CHT wait':>9}{'DHIS2 wait':>11}{'own CPU':>8}"
-        f"{'CHT req':>8}{'owners':>8}{'DHIS2 req (POST)':>17}{'sent':>8}",
+        f"{'push, main thread':<28}{'CHT wait':>9}{'DHIS2 wait':>11}{'ahead':>7}{'own CPU':>8}"
+        f"{'DHIS2 CPU':>10}{'CHT req':>8}{'owners':>8}{'DHIS2 req (POST)':>17}{'sent':>8}",
     ]
     for key in ("push_cold", "push_warm", "rerun", "push_double"):
         row = s["commands"].get(key)
@@ -707,7 +723,9 @@ def table(out: dict[str, Any]) -> str:
             continue
         lines.append(
             f"{row['label']:<28}{row['wait_cht_s']:>9.2f}{row['wait_dhis2_s']:>11.2f}"
-            f"{row['cpu_s']:>8.2f}{row['cht_requests']:>8}{row['owners_looked_up']:>8}"
+            f"{fmt(row.get('wait_ahead_s'), '.2f'):>7}{row['cpu_s']:>8.2f}"
+            f"{fmt(row.get('dhis2_server_cpu_s'), '.2f'):>10}"
+            f"{row['cht_requests']:>8}{row['owners_looked_up']:>8}"
             f"{row['dhis2_requests']:>10} ({row['dhis2_posts']}){row['values_sent']:>8}"
         )
     lines += [

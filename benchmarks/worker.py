@@ -42,6 +42,7 @@ class Clock:
 
     wait_cht: float = 0.0
     wait_dhis2: float = 0.0
+    wait_ahead: float = 0.0  # for the batch read ahead (its DHIS2 reads, on a helper)
     cht_requests: int = 0
     dhis2_requests: int = 0
     pages: int = 0
@@ -155,6 +156,14 @@ def instrument() -> None:
     # the main thread's CHT reads: the settings (a ChtReader call, below), then every group
     # of months, its target pages and owners waited for (read on helper threads)
     cht_read.ChtSide.groups = _timed("wait_cht", cht_read.ChtSide.groups)  # type: ignore[method-assign]
+    # the main thread waiting for the next batch, read and planned on a helper thread
+    # while this one posted (``run.ahead.Ahead``): what is left of its DHIS2 reads
+    try:
+        from mediator.run.ahead import Ahead
+    except ImportError:  # a mediator before the read ahead (an A/B run)
+        pass
+    else:
+        Ahead.take = _timed("wait_ahead", Ahead.take)  # type: ignore[method-assign]
     for cls, field in ((mediator.cht.client.ChtReader, "wait_cht"), (Dhis2Client, "wait_dhis2")):
         for name, member in list(vars(cls).items()):
             if not name.startswith("_") and inspect.isfunction(member) and name != "close":

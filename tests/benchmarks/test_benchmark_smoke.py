@@ -43,6 +43,9 @@ def test_the_table_has_every_command_and_figure_the_readme_quotes(report):
     assert rows["bare"]["over_bare"] == 1
     for key in ("push_cold", "push_warm", "rerun"):  # the push's time, split
         assert rows[key]["wait_cht_s"] >= 0 and rows[key]["wait_dhis2_s"] > 0
+        assert rows[key]["wait_ahead_s"] >= 0  # the batch read ahead, waited for
+        assert rows[key]["dhis2_server_cpu_s"] > 0  # the stand-in served every request
+    assert rows["preview_cold"]["dhis2_server_cpu_s"] is None  # no DHIS2 ran meanwhile
     table = national.table(report)
     for row in rows.values():
         assert row["label"] in table
