@@ -8,6 +8,7 @@ run, is decided in ``run.push`` and ``plan``. Every request goes through
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,10 +112,8 @@ class Dhis2Client:
         """A client of the same DHIS2 for another thread (``run.push`` reads the next
         batch while this one posts), on a connection of its own: what one has read once
         the other knows, and a stop either meets stops both."""
-        forked = Dhis2Client(self.settings, sleep=self.http.sleep)
-        forked.http.close()
+        forked = copy.copy(self)  # the same settings, and the same _Known
         forked.http = self.http.fork()
-        forked._known = self._known
         return forked
 
     @property
