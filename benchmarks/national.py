@@ -625,7 +625,7 @@ def targets(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
             None if export_over_cold is None else export_over_cold >= 1.5,
         ),
         "push cold / (preview cold + its DHIS2 wait)": _push_target(t),
-        "push cold / (preview cold + DHIS2's CPU)": _push_target(t, "dhis2_server_cpu_s"),
+        "push cold / (preview cold + DHIS2's CPU)": _push_target(t, ("dhis2_server_cpu_s",)),
         "preview cold / its CHT queries alone": (cold.get("over_same_queries"), "(floor)", None),
         "peak RSS, preview and push 1 month (MB)": (peak, "<= 150", peak <= 150),
         "RSS growth, 2x docs: preview / push": (
@@ -651,20 +651,18 @@ def targets(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _push_target(
-    t: dict[str, Any], dhis2: str = "wait_dhis2_s"
+    t: dict[str, Any], dhis2: tuple[str, ...] = ("wait_dhis2_s", "wait_ahead_s")
 ) -> tuple[float | None, str, bool | None]:
     """Issue 22: a one-month push cold takes no longer than its preview cold plus the
-    time DHIS2 takes, and 10 %. That time is, by default, what the main thread waits on
-    DHIS2: in its calls, and for the next batch read ahead on a helper thread
-    (``wait_ahead_s``); the reads it overlaps with posts are in neither. Hence also
-    against the stand-in's own CPU meanwhile (``dhis2_server_cpu_s``), which counts
-    every request DHIS2 served, overlapped or not."""
+    time DHIS2 takes (the sum of the fields ``dhis2``), and 10 %. By default that is what
+    the main thread waits on DHIS2: in its calls, and for the next batch read ahead on a
+    helper thread; the reads it overlaps with posts are in neither. Hence also against
+    the stand-in's own CPU meanwhile (``dhis2_server_cpu_s``), which counts every
+    request DHIS2 served, overlapped or not."""
     push, preview = t.get("push_cold"), t.get("preview_cold")
-    if not push or not preview or push.get(dhis2) is None:
+    if not push or not preview or push.get(dhis2[0]) is None:
         return None, "<= 1.1", None
-    took = push[dhis2]
-    if dhis2 == "wait_dhis2_s":
-        took += push.get("wait_ahead_s") or 0.0
+    took = sum(push.get(field) or 0.0 for field in dhis2)
     ratio = round(push["wall_s"] / (preview["wall_s"] + took), 3)
     return ratio, "<= 1.1", _le(ratio, TARGETS["push_over_preview_and_dhis2_max"])
 
