@@ -280,14 +280,13 @@ def test_the_next_batch_is_read_while_this_one_posts(couch, cht_db, monkeypatch)
         assert overlapped == [True], "the next batch was read only after this one posted"
         assert report.status == "Successful", report.model_dump_json(indent=1)
         assert held(d2) == expected(cfg)
-        reads = [
+        recorded = [
             ex
             for ex in report.exchanges
             if ex.method == "GET" and ex.path.endswith("/api/dataValueSets")
         ]
-        assert len(reads) >= 2 * 3  # two data sets, three batches each
-        assert all(
-            (ex.data_set, ex.period) in {(ds, JAN.dhis2) for ds in report.data_sets} for ex in reads
-        )
+        assert len(recorded) >= 2 * 3  # two data sets, three batches each
+        jobs = {(ds, JAN.dhis2) for ds in report.data_sets}
+        assert all((ex.data_set, ex.period) in jobs for ex in recorded)
     finally:
         d2.stop()
